@@ -1,0 +1,262 @@
+//! Errors of the runtime: one small `Copy` enum per phase.
+//!
+//! [`FormatError`] is what [`crate::Blob::parse`] and
+//! [`crate::Policy::from_bytes`] return for a blob that must not be run;
+//! [`ActError`] is what inference returns for an input it refuses.
+
+use core::fmt;
+
+/// A named part of the policy blob, used by [`FormatError`] to say *where*
+/// a blob is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// `obs_dim` (payload field 1).
+    ObsDim,
+    /// `act_dim` (payload field 2).
+    ActDim,
+    /// The width of hidden layer `n` (payload field 3).
+    HiddenWidth(u8),
+    /// `obs_mean` (payload field 6).
+    ObsMean,
+    /// `obs_inv_std` (payload field 7).
+    ObsInvStd,
+    /// `obs_clip` (payload field 8).
+    ObsClip,
+    /// `action_low` (payload field 9).
+    ActionLow,
+    /// `action_high` (payload field 10).
+    ActionHigh,
+    /// `log_std` (payload field 11).
+    LogStd,
+    /// The weight matrix of layer `n` (0 = first hidden layer).
+    Weights(u8),
+    /// The per-row int8 scales of layer `n`.
+    Scales(u8),
+    /// The bias vector of layer `n`.
+    Bias(u8),
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::ObsDim => f.write_str("obs_dim"),
+            Field::ActDim => f.write_str("act_dim"),
+            Field::HiddenWidth(n) => write!(f, "hidden[{n}]"),
+            Field::ObsMean => f.write_str("obs_mean"),
+            Field::ObsInvStd => f.write_str("obs_inv_std"),
+            Field::ObsClip => f.write_str("obs_clip"),
+            Field::ActionLow => f.write_str("action_low"),
+            Field::ActionHigh => f.write_str("action_high"),
+            Field::LogStd => f.write_str("log_std"),
+            Field::Weights(n) => write!(f, "layers[{n}].weights"),
+            Field::Scales(n) => write!(f, "layers[{n}].scales"),
+            Field::Bias(n) => write!(f, "layers[{n}].bias"),
+        }
+    }
+}
+
+/// Why a policy blob was rejected. Checks run in the order of the variants'
+/// documentation in `docs/FORMAT.md` (framing, then checksum, then payload),
+/// so a truncated blob reports [`FormatError::Truncated`], a corrupted one
+/// [`FormatError::BadChecksum`], and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The input ends before the header, or before the length the header
+    /// announces (plus the 4-byte CRC).
+    Truncated {
+        /// Bytes the blob needs.
+        needed: usize,
+        /// Bytes that were given.
+        found: usize,
+    },
+    /// The first four bytes are not `b"TPPO"`.
+    BadMagic,
+    /// The format version is not one this runtime reads (it reads 1).
+    UnsupportedVersion {
+        /// The version found in the header.
+        found: u16,
+    },
+    /// The input is longer than header + payload + CRC.
+    TrailingBytes {
+        /// Bytes the header announces in total.
+        expected: usize,
+        /// Bytes that were given.
+        found: usize,
+    },
+    /// The CRC-32C trailer does not match the bytes before it.
+    BadChecksum {
+        /// CRC stored in the trailer.
+        stored: u32,
+        /// CRC computed over header and payload.
+        computed: u32,
+    },
+    /// The header's policy id is not the CRC-32C of the payload.
+    PolicyIdMismatch {
+        /// Id stored in the header.
+        stored: u32,
+        /// Id computed from the payload.
+        computed: u32,
+    },
+    /// The payload is not a valid postcard encoding of the v1 schema
+    /// (bad varint, short field, or bytes left over).
+    Malformed,
+    /// A dimension does not match what the caller compiled for.
+    ShapeMismatch {
+        /// Which dimension.
+        field: Field,
+        /// The dimension the caller's const generics require.
+        expected: usize,
+        /// The dimension in the blob.
+        found: usize,
+    },
+    /// A byte string has the wrong length for the blob's dimensions.
+    LengthMismatch {
+        /// Which field.
+        field: Field,
+        /// Bytes the dimensions require.
+        expected: usize,
+        /// Bytes present.
+        found: usize,
+    },
+    /// Not 1–3 hidden layers, or layer count ≠ hidden layers + 1.
+    BadLayerCount {
+        /// Number found.
+        found: usize,
+    },
+    /// A dimension is zero or wider than the limit (256, or the caller's `HID`).
+    BadWidth {
+        /// Which dimension.
+        field: Field,
+        /// Width found.
+        found: usize,
+        /// Largest width accepted.
+        max: usize,
+    },
+    /// Activation code other than 0 (tanh) or 1 (relu).
+    UnknownActivation {
+        /// Code found.
+        found: u8,
+    },
+    /// Weight encoding code other than 0 (f32) or 1 (int8).
+    UnknownEncoding {
+        /// Code found.
+        found: u8,
+    },
+    /// A float is NaN or infinite.
+    NonFinite {
+        /// Which field.
+        field: Field,
+        /// Element index within the field.
+        index: usize,
+    },
+    /// A float is finite but outside the range the format allows
+    /// (|v| ≤ 1e6; log-std in [−20, 10]).
+    OutOfRange {
+        /// Which field.
+        field: Field,
+        /// Element index within the field.
+        index: usize,
+    },
+    /// A scale (int8 row scale, observation inverse std, clip range) is not > 0.
+    BadScale {
+        /// Which field.
+        field: Field,
+        /// Element index within the field.
+        index: usize,
+    },
+    /// `action_low[dim] >= action_high[dim]`.
+    BadBounds {
+        /// Action dimension.
+        dim: usize,
+    },
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use FormatError::*;
+        match *self {
+            Truncated { needed, found } => {
+                write!(f, "blob truncated: needs {needed} bytes, got {found}")
+            }
+            BadMagic => f.write_str("bad magic: expected the bytes \"TPPO\" at offset 0"),
+            UnsupportedVersion { found } => {
+                write!(f, "unsupported format version {found} (this runtime reads version 1)")
+            }
+            TrailingBytes { expected, found } => write!(
+                f,
+                "{} trailing bytes: the header announces {expected} bytes, got {found}",
+                found - expected
+            ),
+            BadChecksum { stored, computed } => write!(
+                f,
+                "checksum mismatch: stored CRC-32C {stored:#010x}, computed {computed:#010x} (corrupted blob)"
+            ),
+            PolicyIdMismatch { stored, computed } => write!(
+                f,
+                "policy id {stored:#010x} in the header is not the payload's CRC-32C {computed:#010x}"
+            ),
+            Malformed => f.write_str("payload is not a valid v1 postcard encoding"),
+            ShapeMismatch { field, expected, found } => {
+                write!(f, "{field} is {found}, expected {expected}")
+            }
+            LengthMismatch { field, expected, found } => {
+                write!(f, "{field} has {found} bytes, expected {expected}")
+            }
+            BadLayerCount { found } => write!(
+                f,
+                "{found} layers: expected 1 to 3 hidden layers and one output layer after them"
+            ),
+            BadWidth { field, found, max } => {
+                write!(f, "{field} is {found}, expected 1 to {max}")
+            }
+            UnknownActivation { found } => {
+                write!(f, "unknown activation code {found} (0 = tanh, 1 = relu)")
+            }
+            UnknownEncoding { found } => {
+                write!(f, "unknown weight encoding code {found} (0 = f32, 1 = int8)")
+            }
+            NonFinite { field, index } => write!(f, "{field}[{index}] is not finite"),
+            OutOfRange { field, index } => {
+                write!(f, "{field}[{index}] is outside the range the format allows")
+            }
+            BadScale { field, index } => write!(f, "{field}[{index}] must be > 0"),
+            BadBounds { dim } => {
+                write!(f, "action_low[{dim}] must be < action_high[{dim}]")
+            }
+        }
+    }
+}
+
+impl core::error::Error for FormatError {}
+
+/// Why inference refused an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActError {
+    /// Observation element `index` is NaN or infinite. No action is produced;
+    /// the caller applies its safe action (see [`crate::Policy::safe_action`]).
+    NonFiniteObservation {
+        /// Index of the first non-finite element.
+        index: usize,
+    },
+    /// Action element `index` given to `log_prob` is NaN or infinite.
+    NonFiniteAction {
+        /// Index of the first non-finite element.
+        index: usize,
+    },
+}
+
+impl fmt::Display for ActError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ActError::NonFiniteObservation { index } => {
+                write!(f, "observation[{index}] is not finite")
+            }
+            ActError::NonFiniteAction { index } => write!(f, "action[{index}] is not finite"),
+        }
+    }
+}
+
+impl core::error::Error for ActError {}

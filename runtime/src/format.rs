@@ -1,0 +1,684 @@
+//! Policy blob, format v1: framing, checked parsing and encoding.
+//!
+//! The byte-level specification is `docs/FORMAT.md`; this module is its
+//! implementation. In short:
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     magic  b"TPPO"
+//! 4       2     format version, u16 LE (= 1)
+//! 6       4     policy id, u32 LE (= CRC-32C of the payload)
+//! 10      4     payload length n, u32 LE
+//! 14      n     payload (postcard, schema below)
+//! 14+n    4     CRC-32C (Castagnoli) of bytes [0, 14+n), u32 LE
+//! ```
+//!
+//! [`Blob::parse`] is the *checked* constructor: it verifies framing,
+//! checksum, schema and every value, and borrows all arrays from the input
+//! bytes (nothing is copied). [`encode`] writes a blob into a caller buffer
+//! and re-parses it, so it never emits a blob the runtime would refuse.
+
+use serde::{ser::SerializeSeq, Deserialize, Serialize, Serializer};
+
+use crate::error::{Field, FormatError};
+
+/// The four bytes every blob starts with.
+pub const MAGIC: [u8; 4] = *b"TPPO";
+/// The format version this runtime reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 14;
+/// Bytes after the payload (the CRC).
+pub const TRAILER_LEN: usize = 4;
+/// Most hidden layers a blob may have.
+pub const MAX_HIDDEN_LAYERS: usize = 3;
+/// Most layers (hidden + output).
+pub const MAX_LAYERS: usize = MAX_HIDDEN_LAYERS + 1;
+/// Widest layer, and largest observation or action dimension.
+pub const MAX_WIDTH: usize = 256;
+/// Largest magnitude of any weight, bias, mean, bound or scale. Keeps every
+/// intermediate of a forward pass finite in f32 (see `docs/FORMAT.md`).
+pub const MAX_ABS_VALUE: f32 = 1.0e6;
+/// Accepted range of `log_std`.
+pub const LOG_STD_MIN: f32 = -20.0;
+/// Accepted range of `log_std`.
+pub const LOG_STD_MAX: f32 = 10.0;
+
+/// CRC-32C (Castagnoli, iSCSI), as used by the blob and the log frames.
+pub const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// Hidden-layer nonlinearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `tanh`, code 0.
+    Tanh,
+    /// `max(0, x)`, code 1.
+    Relu,
+}
+
+impl Activation {
+    /// Wire code.
+    pub const fn code(self) -> u8 {
+        match self {
+            Activation::Tanh => 0,
+            Activation::Relu => 1,
+        }
+    }
+    /// Lower-case name, as the CLI prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+        }
+    }
+}
+
+/// How weight matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// IEEE-754 binary32, little-endian, code 0.
+    F32,
+    /// Symmetric int8 with one f32 scale per output row, code 1:
+    /// `w[r][c] ≈ scale[r] · q[r][c]`, `q ∈ [−127, 127]`.
+    Int8,
+}
+
+impl Encoding {
+    /// Wire code.
+    pub const fn code(self) -> u8 {
+        match self {
+            Encoding::F32 => 0,
+            Encoding::Int8 => 1,
+        }
+    }
+    /// Lower-case name, as the CLI prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Encoding::F32 => "f32",
+            Encoding::Int8 => "int8",
+        }
+    }
+    /// Bytes per stored weight.
+    pub const fn weight_size(self) -> usize {
+        match self {
+            Encoding::F32 => 4,
+            Encoding::Int8 => 1,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Wire schema (decoding side). Every array is a postcard byte string, so it
+// is borrowed from the input whatever its alignment.
+
+#[derive(Deserialize)]
+struct RawLayer<'a> {
+    weights: &'a [u8],
+    scales: &'a [u8],
+    bias: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct RawPayload<'a> {
+    obs_dim: u16,
+    act_dim: u16,
+    hidden: Seq<u16>,
+    activation: u8,
+    encoding: u8,
+    obs_mean: &'a [u8],
+    obs_inv_std: &'a [u8],
+    obs_clip: f32,
+    action_low: &'a [u8],
+    action_high: &'a [u8],
+    log_std: &'a [u8],
+    #[serde(borrow)]
+    layers: Seq<RawLayer<'a>>,
+}
+
+/// A postcard sequence of at most [`MAX_LAYERS`] elements, decoded without
+/// allocation; longer sequences are a decoding error.
+struct Seq<T> {
+    items: [Option<T>; MAX_LAYERS],
+    len: usize,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Seq<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(core::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Seq<T>;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                write!(f, "a sequence of at most {MAX_LAYERS} elements")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Seq<T>, A::Error> {
+                let mut s = Seq { items: [None, None, None, None], len: 0 };
+                while let Some(v) = a.next_element()? {
+                    let slot = s
+                        .items
+                        .get_mut(s.len)
+                        .ok_or_else(|| serde::de::Error::invalid_length(s.len + 1, &self))?;
+                    *slot = Some(v);
+                    s.len += 1;
+                }
+                Ok(s)
+            }
+        }
+        d.deserialize_seq(V(core::marker::PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checked view.
+
+/// One dense layer as stored in a blob: `y = W x + b`, `W` row-major with
+/// `rows` outputs and `cols` inputs. All slices borrow the blob.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    /// Output units.
+    pub rows: usize,
+    /// Input units.
+    pub cols: usize,
+    /// `rows·cols` weights: f32 LE (4 bytes each) or i8 (1 byte each).
+    pub weights: &'a [u8],
+    /// `rows` f32 LE scales for int8, empty for f32.
+    pub scales: &'a [u8],
+    /// `rows` f32 LE biases.
+    pub bias: &'a [u8],
+}
+
+/// A parsed, fully validated policy blob of any dimensions. All arrays are
+/// borrowed from the input bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Blob<'a> {
+    /// Policy id: CRC-32C of the payload; tags device logs.
+    pub policy_id: u32,
+    /// Format version (1).
+    pub version: u16,
+    /// Observation dimension.
+    pub obs_dim: usize,
+    /// Action dimension.
+    pub act_dim: usize,
+    hidden: [usize; MAX_HIDDEN_LAYERS],
+    n_hidden: usize,
+    /// Hidden-layer nonlinearity.
+    pub activation: Activation,
+    /// Weight encoding.
+    pub encoding: Encoding,
+    /// `obs_dim` f32 LE means.
+    pub obs_mean: &'a [u8],
+    /// `obs_dim` f32 LE inverse standard deviations.
+    pub obs_inv_std: &'a [u8],
+    /// Normalized observations are clipped to `[−obs_clip, obs_clip]`.
+    pub obs_clip: f32,
+    /// `act_dim` f32 LE lower action bounds.
+    pub action_low: &'a [u8],
+    /// `act_dim` f32 LE upper action bounds.
+    pub action_high: &'a [u8],
+    /// `act_dim` f32 LE log standard deviations.
+    pub log_std: &'a [u8],
+    layers: [Option<Layer<'a>>; MAX_LAYERS],
+    /// Total blob length in bytes.
+    pub len: usize,
+}
+
+/// Iterates little-endian f32 values stored in a byte string.
+pub fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl<'a> Blob<'a> {
+    /// Checks and parses a blob. Order of checks: length of the header,
+    /// magic, version, announced length, CRC, policy id, payload schema,
+    /// dimensions and byte lengths, values. Never panics, whatever the input.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let found = bytes.len();
+        if found < 4 || bytes[..4] != MAGIC {
+            // Magic first, when there are enough bytes to tell.
+            if found >= 4 {
+                return Err(FormatError::BadMagic);
+            }
+            return Err(FormatError::Truncated { needed: HEADER_LEN + TRAILER_LEN, found });
+        }
+        if found < HEADER_LEN {
+            return Err(FormatError::Truncated { needed: HEADER_LEN + TRAILER_LEN, found });
+        }
+        let version = u16_at(bytes, 4);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        let policy_id = u32_at(bytes, 6);
+        let payload_len = u32_at(bytes, 10) as usize;
+        let expected = HEADER_LEN.saturating_add(payload_len).saturating_add(TRAILER_LEN);
+        if found < expected {
+            return Err(FormatError::Truncated { needed: expected, found });
+        }
+        if found > expected {
+            return Err(FormatError::TrailingBytes { expected, found });
+        }
+        let body_end = HEADER_LEN + payload_len;
+        let stored = u32_at(bytes, body_end);
+        let computed = CRC32C.checksum(&bytes[..body_end]);
+        if stored != computed {
+            return Err(FormatError::BadChecksum { stored, computed });
+        }
+        let payload = &bytes[HEADER_LEN..body_end];
+        let id = CRC32C.checksum(payload);
+        if id != policy_id {
+            return Err(FormatError::PolicyIdMismatch { stored: policy_id, computed: id });
+        }
+        let (raw, rest): (RawPayload<'a>, _) =
+            postcard::take_from_bytes(payload).map_err(|_| FormatError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(FormatError::Malformed);
+        }
+        Self::validate(raw, policy_id, version, found)
+    }
+
+    fn validate(
+        raw: RawPayload<'a>,
+        policy_id: u32,
+        version: u16,
+        len: usize,
+    ) -> Result<Self, FormatError> {
+        let dim = |field, v: u16| {
+            let v = v as usize;
+            if v == 0 || v > MAX_WIDTH {
+                Err(FormatError::BadWidth { field, found: v, max: MAX_WIDTH })
+            } else {
+                Ok(v)
+            }
+        };
+        let obs_dim = dim(Field::ObsDim, raw.obs_dim)?;
+        let act_dim = dim(Field::ActDim, raw.act_dim)?;
+        let n_hidden = raw.hidden.len;
+        if n_hidden == 0 || n_hidden > MAX_HIDDEN_LAYERS {
+            return Err(FormatError::BadLayerCount { found: n_hidden });
+        }
+        let mut hidden = [0usize; MAX_HIDDEN_LAYERS];
+        for (i, (h, w)) in hidden.iter_mut().zip(raw.hidden.items.iter()).enumerate() {
+            if let Some(w) = w {
+                *h = dim(Field::HiddenWidth(i as u8), *w)?;
+            }
+        }
+        let activation = match raw.activation {
+            0 => Activation::Tanh,
+            1 => Activation::Relu,
+            found => return Err(FormatError::UnknownActivation { found }),
+        };
+        let encoding = match raw.encoding {
+            0 => Encoding::F32,
+            1 => Encoding::Int8,
+            found => return Err(FormatError::UnknownEncoding { found }),
+        };
+        if raw.layers.len != n_hidden + 1 {
+            return Err(FormatError::BadLayerCount { found: raw.layers.len });
+        }
+
+        check_f32s(Field::ObsMean, raw.obs_mean, obs_dim, |_| true)?;
+        check_f32s(Field::ObsInvStd, raw.obs_inv_std, obs_dim, |_| true)?;
+        scales_positive(Field::ObsInvStd, raw.obs_inv_std)?;
+        check_value(Field::ObsClip, 0, raw.obs_clip)?;
+        if raw.obs_clip.partial_cmp(&0.0) != Some(core::cmp::Ordering::Greater) {
+            return Err(FormatError::BadScale { field: Field::ObsClip, index: 0 });
+        }
+        check_f32s(Field::ActionLow, raw.action_low, act_dim, |_| true)?;
+        check_f32s(Field::ActionHigh, raw.action_high, act_dim, |_| true)?;
+        for (dim, (lo, hi)) in f32s(raw.action_low).zip(f32s(raw.action_high)).enumerate() {
+            if lo >= hi {
+                return Err(FormatError::BadBounds { dim });
+            }
+        }
+        check_f32s(Field::LogStd, raw.log_std, act_dim, |v| {
+            (LOG_STD_MIN..=LOG_STD_MAX).contains(&v)
+        })?;
+
+        let mut layers = [None; MAX_LAYERS];
+        let mut cols = obs_dim;
+        for (i, (slot, raw_layer)) in layers.iter_mut().zip(raw.layers.items.iter()).enumerate() {
+            let Some(l) = raw_layer else { break };
+            let rows = if i < n_hidden { hidden[i] } else { act_dim };
+            let li = i as u8;
+            let want_w = rows * cols * encoding.weight_size();
+            if l.weights.len() != want_w {
+                return Err(FormatError::LengthMismatch {
+                    field: Field::Weights(li),
+                    expected: want_w,
+                    found: l.weights.len(),
+                });
+            }
+            match encoding {
+                Encoding::F32 => {
+                    check_f32s(Field::Weights(li), l.weights, rows * cols, |_| true)?;
+                    if !l.scales.is_empty() {
+                        return Err(FormatError::LengthMismatch {
+                            field: Field::Scales(li),
+                            expected: 0,
+                            found: l.scales.len(),
+                        });
+                    }
+                }
+                Encoding::Int8 => {
+                    check_f32s(Field::Scales(li), l.scales, rows, |_| true)?;
+                    scales_positive(Field::Scales(li), l.scales)?;
+                    // -128 is outside the symmetric range and would make
+                    // the quantization error bound asymmetric.
+                    if let Some(index) = l.weights.iter().position(|&b| b as i8 == i8::MIN) {
+                        return Err(FormatError::OutOfRange { field: Field::Weights(li), index });
+                    }
+                }
+            }
+            check_f32s(Field::Bias(li), l.bias, rows, |_| true)?;
+            *slot = Some(Layer { rows, cols, weights: l.weights, scales: l.scales, bias: l.bias });
+            cols = rows;
+        }
+
+        Ok(Blob {
+            policy_id,
+            version,
+            obs_dim,
+            act_dim,
+            hidden,
+            n_hidden,
+            activation,
+            encoding,
+            obs_mean: raw.obs_mean,
+            obs_inv_std: raw.obs_inv_std,
+            obs_clip: raw.obs_clip,
+            action_low: raw.action_low,
+            action_high: raw.action_high,
+            log_std: raw.log_std,
+            layers,
+            len,
+        })
+    }
+
+    /// Hidden layer widths, first to last.
+    pub fn hidden(&self) -> &[usize] {
+        &self.hidden[..self.n_hidden]
+    }
+
+    /// The layers, first hidden layer to output layer.
+    pub fn layers(&self) -> impl Iterator<Item = Layer<'a>> + '_ {
+        self.layers.iter().flatten().copied()
+    }
+
+    /// Widest hidden layer.
+    pub fn max_hidden(&self) -> usize {
+        self.hidden().iter().copied().max().unwrap_or(0)
+    }
+}
+
+fn check_value(field: Field, index: usize, v: f32) -> Result<(), FormatError> {
+    if !v.is_finite() {
+        return Err(FormatError::NonFinite { field, index });
+    }
+    if !(-MAX_ABS_VALUE..=MAX_ABS_VALUE).contains(&v) {
+        return Err(FormatError::OutOfRange { field, index });
+    }
+    Ok(())
+}
+
+fn check_f32s(
+    field: Field,
+    bytes: &[u8],
+    count: usize,
+    in_range: impl Fn(f32) -> bool,
+) -> Result<(), FormatError> {
+    if bytes.len() != count * 4 {
+        return Err(FormatError::LengthMismatch { field, expected: count * 4, found: bytes.len() });
+    }
+    for (index, v) in f32s(bytes).enumerate() {
+        check_value(field, index, v)?;
+        if !in_range(v) {
+            return Err(FormatError::OutOfRange { field, index });
+        }
+    }
+    Ok(())
+}
+
+fn scales_positive(field: Field, bytes: &[u8]) -> Result<(), FormatError> {
+    match f32s(bytes).position(|v| v <= 0.0) {
+        Some(index) => Err(FormatError::BadScale { field, index }),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding side.
+
+/// Weights of one layer to encode.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightsSpec<'a> {
+    /// Row-major f32 weights.
+    F32(&'a [f32]),
+    /// Row-major int8 weights and one scale per row.
+    Int8 {
+        /// Quantized weights, row-major, in [−127, 127].
+        q: &'a [i8],
+        /// One positive scale per output row.
+        scales: &'a [f32],
+    },
+}
+
+/// One layer to encode. Its shape follows from the [`BlobSpec`] dimensions.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerSpec<'a> {
+    /// The weights.
+    pub weights: WeightsSpec<'a>,
+    /// One bias per output row.
+    pub bias: &'a [f32],
+}
+
+/// Everything a v1 blob holds, as plain slices, for [`encode`].
+#[derive(Debug, Clone, Copy)]
+pub struct BlobSpec<'a> {
+    /// Observation dimension.
+    pub obs_dim: usize,
+    /// Action dimension.
+    pub act_dim: usize,
+    /// Hidden layer widths (1–3 entries).
+    pub hidden: &'a [usize],
+    /// Hidden-layer nonlinearity.
+    pub activation: Activation,
+    /// Observation means.
+    pub obs_mean: &'a [f32],
+    /// Observation inverse standard deviations.
+    pub obs_inv_std: &'a [f32],
+    /// Normalized-observation clip range.
+    pub obs_clip: f32,
+    /// Lower action bounds.
+    pub action_low: &'a [f32],
+    /// Upper action bounds.
+    pub action_high: &'a [f32],
+    /// Log standard deviations of the Gaussian.
+    pub log_std: &'a [f32],
+    /// Layers, first hidden to output; all with the same encoding.
+    pub layers: &'a [LayerSpec<'a>],
+}
+
+/// Why [`encode`] refused to write a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The output buffer is too small.
+    BufferTooSmall,
+    /// Layers mix f32 and int8 encodings, or there are no layers.
+    MixedEncoding,
+    /// A dimension does not fit in the format (u16).
+    TooLarge,
+    /// The spec would produce a blob the runtime refuses; the error says why.
+    Invalid(FormatError),
+}
+
+impl core::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EncodeError::BufferTooSmall => f.write_str("output buffer too small"),
+            EncodeError::MixedEncoding => {
+                f.write_str("layers must all be f32 or all int8, and there must be at least one")
+            }
+            EncodeError::TooLarge => f.write_str("a dimension does not fit in 16 bits"),
+            EncodeError::Invalid(e) => write!(f, "invalid policy: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// Serializes a slice of f32 as a postcard byte string (varint length in
+/// bytes, then the LE bytes), the same wire form `&[u8]` decodes from.
+struct F32Bytes<'a>(&'a [f32]);
+impl Serialize for F32Bytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len() * 4))?;
+        for v in self.0 {
+            for b in v.to_le_bytes() {
+                seq.serialize_element(&b)?;
+            }
+        }
+        seq.end()
+    }
+}
+struct I8Bytes<'a>(&'a [i8]);
+impl Serialize for I8Bytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for v in self.0 {
+            seq.serialize_element(&(*v as u8))?;
+        }
+        seq.end()
+    }
+}
+struct Widths<'a>(&'a [usize]);
+impl Serialize for Widths<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for &w in self.0 {
+            seq.serialize_element(&u16::try_from(w).unwrap_or(u16::MAX))?;
+        }
+        seq.end()
+    }
+}
+struct Layers<'a>(&'a [LayerSpec<'a>]);
+impl Serialize for Layers<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for l in self.0 {
+            let (weights, scales) = match l.weights {
+                WeightsSpec::F32(w) => (WeightBytes::F32(F32Bytes(w)), F32Bytes(&[])),
+                WeightsSpec::Int8 { q, scales } => (WeightBytes::I8(I8Bytes(q)), F32Bytes(scales)),
+            };
+            seq.serialize_element(&(weights, scales, F32Bytes(l.bias)))?;
+        }
+        seq.end()
+    }
+}
+
+/// Either weight encoding; both serialize as a plain byte string.
+enum WeightBytes<'a> {
+    F32(F32Bytes<'a>),
+    I8(I8Bytes<'a>),
+}
+impl Serialize for WeightBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WeightBytes::F32(w) => w.serialize(s),
+            WeightBytes::I8(w) => w.serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PayloadOut<'a> {
+    obs_dim: u16,
+    act_dim: u16,
+    hidden: Widths<'a>,
+    activation: u8,
+    encoding: u8,
+    obs_mean: F32Bytes<'a>,
+    obs_inv_std: F32Bytes<'a>,
+    obs_clip: f32,
+    action_low: F32Bytes<'a>,
+    action_high: F32Bytes<'a>,
+    log_std: F32Bytes<'a>,
+    layers: Layers<'a>,
+}
+
+/// An upper bound on the encoded size of `spec`, for sizing the buffer.
+pub fn max_encoded_len(spec: &BlobSpec) -> usize {
+    let varint = 5;
+    let floats = |n: usize| varint + 4 * n;
+    let mut n = HEADER_LEN + TRAILER_LEN + 2 * 3 + varint * (1 + spec.hidden.len()) + 2;
+    n += 2 * floats(spec.obs_dim) + 4 + 3 * floats(spec.act_dim) + varint;
+    for l in spec.layers {
+        n += match l.weights {
+            WeightsSpec::F32(w) => floats(w.len()) + varint,
+            WeightsSpec::Int8 { q, scales } => varint + q.len() + floats(scales.len()),
+        };
+        n += floats(l.bias.len());
+    }
+    n
+}
+
+/// Writes `spec` as a v1 blob into `out` and returns its length. The result
+/// is re-parsed with [`Blob::parse`] before returning, so a spec the runtime
+/// would refuse (wrong lengths, NaN, zero scale…) is an error here too.
+pub fn encode(spec: &BlobSpec, out: &mut [u8]) -> Result<usize, EncodeError> {
+    let encoding = match spec.layers.first().map(|l| l.weights) {
+        Some(WeightsSpec::F32(_)) => Encoding::F32,
+        Some(WeightsSpec::Int8 { .. }) => Encoding::Int8,
+        None => return Err(EncodeError::MixedEncoding),
+    };
+    let same = spec.layers.iter().all(|l| {
+        matches!(
+            (encoding, l.weights),
+            (Encoding::F32, WeightsSpec::F32(_)) | (Encoding::Int8, WeightsSpec::Int8 { .. })
+        )
+    });
+    if !same {
+        return Err(EncodeError::MixedEncoding);
+    }
+    let to16 = |v: usize| u16::try_from(v).map_err(|_| EncodeError::TooLarge);
+    if spec.hidden.iter().any(|&w| w > u16::MAX as usize) {
+        return Err(EncodeError::TooLarge);
+    }
+    let payload = PayloadOut {
+        obs_dim: to16(spec.obs_dim)?,
+        act_dim: to16(spec.act_dim)?,
+        hidden: Widths(spec.hidden),
+        activation: spec.activation.code(),
+        encoding: encoding.code(),
+        obs_mean: F32Bytes(spec.obs_mean),
+        obs_inv_std: F32Bytes(spec.obs_inv_std),
+        obs_clip: spec.obs_clip,
+        action_low: F32Bytes(spec.action_low),
+        action_high: F32Bytes(spec.action_high),
+        log_std: F32Bytes(spec.log_std),
+        layers: Layers(spec.layers),
+    };
+    if out.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    let avail = out.len() - TRAILER_LEN;
+    let n = postcard::to_slice(&payload, &mut out[HEADER_LEN..avail])
+        .map_err(|_| EncodeError::BufferTooSmall)?
+        .len();
+    let body_end = HEADER_LEN + n;
+    let id = CRC32C.checksum(&out[HEADER_LEN..body_end]);
+    out[..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[6..10].copy_from_slice(&id.to_le_bytes());
+    out[10..14].copy_from_slice(&(n as u32).to_le_bytes());
+    let crc = CRC32C.checksum(&out[..body_end]);
+    out[body_end..body_end + TRAILER_LEN].copy_from_slice(&crc.to_le_bytes());
+    let len = body_end + TRAILER_LEN;
+    Blob::parse(&out[..len]).map_err(EncodeError::Invalid)?;
+    Ok(len)
+}

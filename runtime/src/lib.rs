@@ -1,0 +1,55 @@
+//! # tinyppo-runtime
+//!
+//! The device half of tinyppo: load a policy exported by the trainer and run
+//! it on a microcontroller. `#![no_std]`, no allocation, no panics on input.
+//!
+//! - [`Blob::parse`] / [`Policy::from_bytes`]: check a policy blob (format
+//!   v1, `docs/FORMAT.md`) and borrow its weights zero-copy from flash.
+//! - [`Policy::mean`], [`Policy::act`], [`Policy::log_prob`],
+//!   [`Policy::entropy`]: fixed-size inference of a diagonal-Gaussian policy
+//!   with f32 or int8 (per-row scaled) weights.
+//! - [`rng`]: the default xoshiro128++ generator; [`gaussian`]: f32
+//!   Box–Muller sampling and the log-density.
+//!
+//! All float math goes through `libm`, so the host computes the same bits as
+//! a Cortex-M4F: a host simulation reproduces a device log exactly.
+//!
+//! ```
+//! use tinyppo_runtime::{format, Activation, BlobSpec, LayerSpec, Policy, WeightsSpec};
+//!
+//! // A 1-2-1 policy, encoded and loaded again.
+//! let l0 = LayerSpec { weights: WeightsSpec::F32(&[1.0, -1.0]), bias: &[0.0, 0.0] };
+//! let l1 = LayerSpec { weights: WeightsSpec::F32(&[0.5, 0.5]), bias: &[0.1] };
+//! let spec = BlobSpec {
+//!     obs_dim: 1, act_dim: 1, hidden: &[2], activation: Activation::Relu,
+//!     obs_mean: &[0.0], obs_inv_std: &[1.0], obs_clip: 10.0,
+//!     action_low: &[-2.0], action_high: &[2.0], log_std: &[0.0],
+//!     layers: &[l0, l1],
+//! };
+//! let mut buf = [0u8; 256];
+//! let n = format::encode(&spec, &mut buf).unwrap();
+//! let policy = Policy::<1, 1, 2>::from_bytes(&buf[..n]).unwrap();
+//! assert_eq!(policy.mean(&[3.0]).unwrap(), [1.6]); // 0.5·relu(3) + 0.1
+//! let mut rng = tinyppo_runtime::rng::seeded(7);
+//! let step = policy.act(&[3.0], &mut rng).unwrap();
+//! assert!(step.applied[0] >= -2.0 && step.applied[0] <= 2.0);
+//! assert!(policy.act(&[f32::NAN], &mut rng).is_err());
+//! ```
+#![no_std]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod format;
+pub mod gaussian;
+pub mod kernels;
+pub mod policy;
+pub mod rng;
+#[cfg(feature = "plants")]
+pub mod plants;
+
+pub use error::{ActError, Field, FormatError};
+pub use format::{
+    encode, Activation, Blob, BlobSpec, EncodeError, Encoding, Layer, LayerSpec, WeightsSpec,
+};
+pub use policy::{Policy, Step};

@@ -1,0 +1,280 @@
+//! A loaded Gaussian policy with fixed dimensions: the device's inference.
+//!
+//! `Policy<'a, OBS, ACT, HID>` borrows its weights from the blob bytes (on a
+//! microcontroller: from flash) and keeps only the small per-dimension
+//! vectors in RAM. `HID` is the widest hidden layer the caller reserves
+//! scratch for (≤ 256); every buffer is a fixed-size array on the stack.
+//!
+//! **Guarantee.** Once [`Policy::from_bytes`] returns `Ok`, no method of
+//! `Policy` panics, allocates or returns a non-finite action: non-finite
+//! observations are reported as [`ActError::NonFiniteObservation`], never
+//! propagated to an actuator. The format's value limits (`docs/FORMAT.md`)
+//! bound every intermediate of the forward pass below `f32::MAX`.
+//!
+//! Forward pass: `x̂ = clip((x − mean) ⊙ inv_std, −c, c)`, then per hidden
+//! layer `h ← act(W h + b)` (tanh or relu), then the linear head
+//! `μ = W h + b`. Sampling: `u = μ + σ ⊙ z`, `z ~ N(0, I)` (f32 Box–Muller),
+//! `applied = clip(u, low, high)`.
+
+use rand_core::RngCore;
+
+use crate::error::{ActError, Field, FormatError};
+use crate::format::{f32s, Activation, Blob, Encoding, Layer, MAX_LAYERS, MAX_WIDTH};
+use crate::gaussian;
+use crate::kernels;
+
+/// One sampled action.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step<const ACT: usize> {
+    /// The unclipped sample `u ~ N(μ(x), σ²)`: what the learner needs.
+    pub action: [f32; ACT],
+    /// `u` clipped to the action bounds: what the actuator gets.
+    pub applied: [f32; ACT],
+    /// `log π(u|x)` of the unclipped sample.
+    pub log_prob: f32,
+}
+
+/// A validated policy with `OBS` inputs, `ACT` outputs and hidden layers at
+/// most `HID` wide.
+#[derive(Debug, Clone)]
+pub struct Policy<'a, const OBS: usize, const ACT: usize, const HID: usize> {
+    id: u32,
+    activation: Activation,
+    encoding: Encoding,
+    layers: [Option<Layer<'a>>; MAX_LAYERS],
+    obs_mean: [f32; OBS],
+    obs_inv_std: [f32; OBS],
+    obs_clip: f32,
+    low: [f32; ACT],
+    high: [f32; ACT],
+    log_std: [f32; ACT],
+    std: [f32; ACT],
+    log_norm: f32,
+}
+
+fn fill<const N: usize>(bytes: &[u8]) -> [f32; N] {
+    let mut out = [0.0; N];
+    for (o, v) in out.iter_mut().zip(f32s(bytes)) {
+        *o = v;
+    }
+    out
+}
+
+#[inline]
+fn clampf(v: f32, lo: f32, hi: f32) -> f32 {
+    if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
+impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, ACT, HID> {
+    const DIMS_OK: () = assert!(
+        OBS >= 1 && OBS <= MAX_WIDTH && ACT >= 1 && ACT <= MAX_WIDTH && HID >= 1 && HID <= MAX_WIDTH,
+        "Policy dims must be in 1..=256"
+    );
+
+    /// Parses and validates a blob (see [`Blob::parse`]) and checks its
+    /// dimensions against `OBS`, `ACT` and `HID`. Weights stay in `bytes`.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::DIMS_OK;
+        let blob = Blob::parse(bytes)?;
+        Self::from_blob(&blob)
+    }
+
+    /// Checks a parsed blob's dimensions against `OBS`, `ACT` and `HID`.
+    pub fn from_blob(blob: &Blob<'a>) -> Result<Self, FormatError> {
+        if blob.obs_dim != OBS {
+            return Err(FormatError::ShapeMismatch {
+                field: Field::ObsDim,
+                expected: OBS,
+                found: blob.obs_dim,
+            });
+        }
+        if blob.act_dim != ACT {
+            return Err(FormatError::ShapeMismatch {
+                field: Field::ActDim,
+                expected: ACT,
+                found: blob.act_dim,
+            });
+        }
+        for (i, &w) in blob.hidden().iter().enumerate() {
+            if w > HID {
+                return Err(FormatError::BadWidth {
+                    field: Field::HiddenWidth(i as u8),
+                    found: w,
+                    max: HID,
+                });
+            }
+        }
+        let mut layers = [None; MAX_LAYERS];
+        for (slot, l) in layers.iter_mut().zip(blob.layers()) {
+            *slot = Some(l);
+        }
+        let log_std: [f32; ACT] = fill(blob.log_std);
+        let mut std = [0.0; ACT];
+        for (s, &l) in std.iter_mut().zip(&log_std) {
+            *s = libm::expf(l);
+        }
+        Ok(Policy {
+            id: blob.policy_id,
+            activation: blob.activation,
+            encoding: blob.encoding,
+            layers,
+            obs_mean: fill(blob.obs_mean),
+            obs_inv_std: fill(blob.obs_inv_std),
+            obs_clip: blob.obs_clip,
+            low: fill(blob.action_low),
+            high: fill(blob.action_high),
+            log_norm: gaussian::log_normalizer(&log_std),
+            log_std,
+            std,
+        })
+    }
+
+    /// The policy id (CRC-32C of the blob payload).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    /// Hidden-layer activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+    /// Weight encoding.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+    /// Lower action bounds.
+    pub fn action_low(&self) -> &[f32; ACT] {
+        &self.low
+    }
+    /// Upper action bounds.
+    pub fn action_high(&self) -> &[f32; ACT] {
+        &self.high
+    }
+    /// Log standard deviations.
+    pub fn log_std(&self) -> &[f32; ACT] {
+        &self.log_std
+    }
+
+    /// The documented safe action for when no observation can be trusted:
+    /// the midpoint of the action bounds (zero torque for symmetric bounds).
+    pub fn safe_action(&self) -> [f32; ACT] {
+        let mut a = [0.0; ACT];
+        for ((o, &lo), &hi) in a.iter_mut().zip(&self.low).zip(&self.high) {
+            *o = 0.5 * lo + 0.5 * hi;
+        }
+        a
+    }
+
+    /// `x̂ = clip((x − mean) ⊙ inv_std, −c, c)`; refuses non-finite input.
+    pub fn normalize(&self, obs: &[f32; OBS]) -> Result<[f32; OBS], ActError> {
+        let mut out = [0.0; OBS];
+        for (index, (((o, &x), &m), &is)) in
+            out.iter_mut().zip(obs).zip(&self.obs_mean).zip(&self.obs_inv_std).enumerate()
+        {
+            if !x.is_finite() {
+                return Err(ActError::NonFiniteObservation { index });
+            }
+            *o = clampf((x - m) * is, -self.obs_clip, self.obs_clip);
+        }
+        Ok(out)
+    }
+
+    /// The deterministic action: the Gaussian's mean `μ(x)`, unclipped.
+    pub fn mean(&self, obs: &[f32; OBS]) -> Result<[f32; ACT], ActError> {
+        let x = self.normalize(obs)?;
+        Ok(self.forward(&x))
+    }
+
+    /// The mean, clipped to the action bounds (what a deterministic
+    /// controller applies).
+    pub fn mean_applied(&self, obs: &[f32; OBS]) -> Result<[f32; ACT], ActError> {
+        let mut m = self.mean(obs)?;
+        self.clip(&mut m);
+        Ok(m)
+    }
+
+    /// Samples `u ~ N(μ(x), σ²)` and returns it with its clipped form and
+    /// `log π(u|x)`.
+    pub fn act<R: RngCore + ?Sized>(
+        &self,
+        obs: &[f32; OBS],
+        rng: &mut R,
+    ) -> Result<Step<ACT>, ActError> {
+        let mu = self.mean(obs)?;
+        let mut z = [0.0; ACT];
+        gaussian::standard_normals(rng, &mut z);
+        let mut action = [0.0; ACT];
+        for (((u, &m), &s), &zj) in action.iter_mut().zip(&mu).zip(&self.std).zip(&z) {
+            *u = m + s * zj;
+        }
+        let mut applied = action;
+        self.clip(&mut applied);
+        let log_prob = gaussian::log_prob(&action, &mu, &self.std, self.log_norm);
+        Ok(Step { action, applied, log_prob })
+    }
+
+    /// `log π(u|x)` of an (unclipped) action.
+    pub fn log_prob(&self, obs: &[f32; OBS], action: &[f32; ACT]) -> Result<f32, ActError> {
+        if let Some(index) = action.iter().position(|a| !a.is_finite()) {
+            return Err(ActError::NonFiniteAction { index });
+        }
+        let mu = self.mean(obs)?;
+        Ok(gaussian::log_prob(action, &mu, &self.std, self.log_norm))
+    }
+
+    /// Entropy of the action distribution (state-independent).
+    pub fn entropy(&self) -> f32 {
+        gaussian::entropy(&self.log_std)
+    }
+
+    fn clip(&self, a: &mut [f32; ACT]) {
+        for ((v, &lo), &hi) in a.iter_mut().zip(&self.low).zip(&self.high) {
+            *v = clampf(*v, lo, hi);
+        }
+    }
+
+    /// The MLP on a normalized observation. Two ping-pong activation
+    /// buffers of `HID` floats and one int8 buffer per input kind.
+    fn forward(&self, x: &[f32; OBS]) -> [f32; ACT] {
+        let mut out = [0.0f32; ACT];
+        let (mut buf_a, mut buf_b) = ([0.0f32; HID], [0.0f32; HID]);
+        let (mut q_obs, mut q_hid) = ([0i8; OBS], [0i8; HID]);
+        let (mut cur, mut next) = (&mut buf_a, &mut buf_b);
+        let n_layers = self.layers.iter().flatten().count();
+        let mut width = 0;
+        for (i, layer) in self.layers.iter().flatten().enumerate() {
+            // `get(..n)` with lengths validated by `from_blob`: never empty
+            // in practice, and no panic path if it were.
+            let (input, qbuf): (&[f32], &mut [i8]) = if i == 0 {
+                (&x[..], &mut q_obs[..])
+            } else {
+                (cur.get(..width).unwrap_or(&[]), q_hid.get_mut(..width).unwrap_or(&mut []))
+            };
+            let is_last = i + 1 == n_layers;
+            let y: &mut [f32] =
+                if is_last { &mut out[..] } else { next.get_mut(..layer.rows).unwrap_or(&mut []) };
+            match self.encoding {
+                Encoding::F32 => kernels::dense_f32(layer.weights, layer.bias, input, y),
+                Encoding::Int8 => {
+                    let s_x = kernels::quantize_input(input, qbuf);
+                    kernels::dense_i8(layer.weights, layer.scales, layer.bias, qbuf, s_x, y);
+                }
+            }
+            if !is_last {
+                match self.activation {
+                    Activation::Tanh => y.iter_mut().for_each(|v| *v = libm::tanhf(*v)),
+                    Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+                }
+                width = layer.rows;
+                core::mem::swap(&mut cur, &mut next);
+            }
+        }
+        out
+    }
+}
