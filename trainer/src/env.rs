@@ -1,0 +1,78 @@
+//! Object-safe environments over the runtime's `no_std` plants, so the
+//! trainer can pick a plant by name at run time and step N of them.
+
+use anyhow::{bail, Result};
+use tinyppo_runtime::plants::{self, Plant};
+use tinyppo_runtime::rng::DefaultRng;
+
+/// A plant behind a dynamic interface (slices instead of const arrays).
+pub trait Env: Send {
+    /// Plant name.
+    fn name(&self) -> &'static str;
+    /// Observation dimension.
+    fn obs_dim(&self) -> usize;
+    /// Action dimension.
+    fn act_dim(&self) -> usize;
+    /// Lower action bounds.
+    fn action_low(&self) -> Vec<f32>;
+    /// Upper action bounds.
+    fn action_high(&self) -> Vec<f32>;
+    /// Time limit in steps.
+    fn max_episode_steps(&self) -> u32;
+    /// New episode; writes the first observation.
+    fn reset(&mut self, rng: &mut DefaultRng, obs: &mut [f32]);
+    /// One step; writes the next observation and returns
+    /// `(reward, terminated, truncated)`.
+    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> (f32, bool, bool);
+}
+
+/// Adapter from a [`Plant`] to [`Env`].
+pub struct PlantEnv<P, const O: usize, const A: usize>(pub P);
+
+impl<P: Plant<O, A> + Send, const O: usize, const A: usize> Env for PlantEnv<P, O, A> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+    fn obs_dim(&self) -> usize {
+        O
+    }
+    fn act_dim(&self) -> usize {
+        A
+    }
+    fn action_low(&self) -> Vec<f32> {
+        P::ACTION_LOW.to_vec()
+    }
+    fn action_high(&self) -> Vec<f32> {
+        P::ACTION_HIGH.to_vec()
+    }
+    fn max_episode_steps(&self) -> u32 {
+        P::MAX_EPISODE_STEPS
+    }
+    fn reset(&mut self, rng: &mut DefaultRng, obs: &mut [f32]) {
+        obs.copy_from_slice(&self.0.reset(rng));
+    }
+    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> (f32, bool, bool) {
+        let mut a = [0.0; A];
+        a.copy_from_slice(action);
+        let tr = self.0.step(&a);
+        obs.copy_from_slice(&tr.obs);
+        (tr.reward, tr.terminated, tr.truncated)
+    }
+}
+
+/// Names accepted by [`make_env`].
+pub const ENV_NAMES: [&str; 4] = ["pendulum", "mountain-car", "cartpole", "dc-motor"];
+
+/// A fresh plant by name.
+pub fn make_env(name: &str) -> Result<Box<dyn Env>> {
+    Ok(match name {
+        "pendulum" => Box::new(PlantEnv(plants::pendulum::Pendulum::default())),
+        "mountain-car" => Box::new(PlantEnv(plants::mountain_car::MountainCar::default())),
+        "cartpole" => Box::new(PlantEnv(plants::cartpole::CartPole::default())),
+        "dc-motor" => Box::new(PlantEnv(plants::dc_motor::DcMotor::default())),
+        other => bail!(
+            "unknown env {other:?}: expected one of {}",
+            ENV_NAMES.join(", ")
+        ),
+    })
+}

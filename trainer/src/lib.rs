@@ -1,0 +1,19 @@
+//! # tinyppo-trainer
+//!
+//! PPO with GAE on `ndarray`, with hand-written forward and backward passes,
+//! for the plants of `tinyppo-runtime`; export to the runtime's policy blob.
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod config;
+pub mod env;
+pub mod evaluate;
+pub mod export;
+pub mod gae;
+pub mod loss;
+pub mod mlp;
+pub mod model;
+pub mod normalize;
+pub mod optim;
+pub mod ppo;
+pub mod report;

@@ -1,0 +1,277 @@
+//! Multi-layer perceptron with a hand-written backward pass.
+//!
+//! Layer `l` maps a batch `A_{l−1}` of shape `(B, n_{l−1})` to
+//! `Z_l = A_{l−1} · W_lᵀ + b_l` of shape `(B, n_l)`, with `W_l` of shape
+//! `(n_l, n_{l−1})` (row = output unit, as in the exported blob) and
+//! `A_l = act(Z_l)` for hidden layers (tanh or relu); the last layer is linear.
+//!
+//! Backward, given `∂L/∂Z_l` (shape `(B, n_l)`):
+//! `∂L/∂W_l = (∂L/∂Z_l)ᵀ · A_{l−1}`, `∂L/∂b_l = Σ_batch ∂L/∂Z_l`,
+//! `∂L/∂A_{l−1} = ∂L/∂Z_l · W_l`, and through the activation
+//! `∂L/∂Z_{l−1} = ∂L/∂A_{l−1} ⊙ act'(Z_{l−1})` with `tanh' = 1 − A²`,
+//! `relu' = 1[Z > 0]`.
+//!
+//! Parameters live in one flat `&[f32]` (per layer: `W` row-major, then `b`)
+//! so that the optimizer, gradient clipping and checkpoints work on plain
+//! slices; gradients use the same layout.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use serde::{Deserialize, Serialize};
+
+/// Hidden-layer nonlinearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Act {
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Rectified linear unit.
+    Relu,
+}
+
+/// The shape of an MLP: layer sizes `[in, h1, …, out]` and activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mlp {
+    /// `[in, h1, …, hk, out]`.
+    pub sizes: Vec<usize>,
+    /// Hidden activation.
+    pub act: Act,
+}
+
+/// Activations kept from the forward pass for the backward pass.
+#[derive(Debug, Default, Clone)]
+pub struct Cache {
+    /// `A_0 = input, A_1, …, A_L = output` (hidden ones after activation).
+    pub acts: Vec<Array2<f32>>,
+    /// Scratch gradients w.r.t. each layer's input.
+    grads: Vec<Array2<f32>>,
+}
+
+impl Mlp {
+    /// An MLP `in → hidden… → out`.
+    pub fn new(input: usize, hidden: &[usize], output: usize, act: Act) -> Self {
+        let mut sizes = vec![input];
+        sizes.extend_from_slice(hidden);
+        sizes.push(output);
+        Mlp { sizes, act }
+    }
+
+    /// Number of layers (weight matrices).
+    pub fn n_layers(&self) -> usize {
+        self.sizes.len() - 1
+    }
+
+    /// Input width.
+    pub fn input(&self) -> usize {
+        self.sizes[0]
+    }
+
+    /// Output width.
+    pub fn output(&self) -> usize {
+        *self.sizes.last().expect("an MLP has at least one size")
+    }
+
+    /// Total number of parameters.
+    pub fn n_params(&self) -> usize {
+        self.sizes.windows(2).map(|w| w[1] * w[0] + w[1]).sum()
+    }
+
+    /// `(offset of W, offset of b, rows, cols)` of layer `l` in the flat buffer.
+    pub fn layer_offsets(&self, l: usize) -> (usize, usize, usize, usize) {
+        let mut off = 0;
+        for w in self.sizes.windows(2).take(l) {
+            off += w[1] * w[0] + w[1];
+        }
+        let (cols, rows) = (self.sizes[l], self.sizes[l + 1]);
+        (off, off + rows * cols, rows, cols)
+    }
+
+    /// Views of `W_l` (rows × cols) and `b_l` in `params`.
+    pub fn layer<'p>(
+        &self,
+        params: &'p [f32],
+        l: usize,
+    ) -> (ArrayView2<'p, f32>, ArrayView1<'p, f32>) {
+        let (ow, ob, rows, cols) = self.layer_offsets(l);
+        let w = ArrayView2::from_shape((rows, cols), &params[ow..ob]).expect("layer shape");
+        let b = ArrayView1::from(&params[ob..ob + rows]);
+        (w, b)
+    }
+
+    fn layer_mut<'p>(
+        &self,
+        params: &'p mut [f32],
+        l: usize,
+    ) -> (ArrayViewMut2<'p, f32>, ArrayViewMut1<'p, f32>) {
+        let (ow, ob, rows, cols) = self.layer_offsets(l);
+        let (w, rest) = params[ow..ob + rows].split_at_mut(ob - ow);
+        let w = ArrayViewMut2::from_shape((rows, cols), w).expect("layer shape");
+        (w, ArrayViewMut1::from(rest))
+    }
+
+    /// Forward pass on a batch `x` of shape `(B, in)`; returns the output
+    /// `(B, out)` (a view into the cache).
+    pub fn forward<'c>(
+        &self,
+        params: &[f32],
+        x: ArrayView2<f32>,
+        cache: &'c mut Cache,
+    ) -> ArrayView2<'c, f32> {
+        let batch = x.nrows();
+        let n = self.sizes.len();
+        if cache.acts.len() != n || cache.acts[0].nrows() != batch {
+            cache.acts = self
+                .sizes
+                .iter()
+                .map(|&s| Array2::zeros((batch, s)))
+                .collect();
+            cache.grads = self
+                .sizes
+                .iter()
+                .map(|&s| Array2::zeros((batch, s)))
+                .collect();
+        }
+        cache.acts[0].assign(&x);
+        for l in 0..self.n_layers() {
+            let (w, b) = self.layer(params, l);
+            let (prev, next) = cache.acts.split_at_mut(l + 1);
+            let (a_prev, z) = (&prev[l], &mut next[0]);
+            // Z = A_prev · Wᵀ, then + b row-wise.
+            general_mat_mul(1.0, a_prev, &w.t(), 0.0, z);
+            let hidden = l + 1 < self.n_layers();
+            for mut row in z.rows_mut() {
+                row += &b;
+                if hidden {
+                    match self.act {
+                        Act::Tanh => row.mapv_inplace(f32::tanh),
+                        Act::Relu => row.mapv_inplace(|v| v.max(0.0)),
+                    }
+                }
+            }
+        }
+        cache.acts[n - 1].view()
+    }
+
+    /// Backward pass: given `dout = ∂L/∂output` (shape `(B, out)`) for the
+    /// batch of the last [`Mlp::forward`] with this cache, **adds**
+    /// `∂L/∂θ` into `grad` (same layout as the parameters).
+    pub fn backward(
+        &self,
+        params: &[f32],
+        cache: &mut Cache,
+        dout: ArrayView2<f32>,
+        grad: &mut [f32],
+    ) {
+        let n = self.sizes.len();
+        cache.grads[n - 1].assign(&dout);
+        for l in (0..self.n_layers()).rev() {
+            let (w, _) = self.layer(params, l);
+            let (gw, mut gb) = self.layer_mut(grad, l);
+            let (lower, upper) = cache.grads.split_at_mut(l + 1);
+            let dz = &upper[0];
+            let a_prev = &cache.acts[l];
+            // ∂L/∂W += dZᵀ · A_prev ; ∂L/∂b += Σ_rows dZ
+            let mut gw = gw;
+            general_mat_mul(1.0, &dz.t(), a_prev, 1.0, &mut gw);
+            gb += &dz.sum_axis(Axis(0));
+            if l == 0 {
+                break;
+            }
+            // ∂L/∂A_prev = dZ · W, then through the activation of layer l−1.
+            let da = &mut lower[l];
+            general_mat_mul(1.0, dz, &w, 0.0, da);
+            match self.act {
+                Act::Tanh => ndarray::Zip::from(da)
+                    .and(a_prev)
+                    .for_each(|g, &a| *g *= 1.0 - a * a),
+                Act::Relu => ndarray::Zip::from(da).and(a_prev).for_each(|g, &a| {
+                    if a <= 0.0 {
+                        *g = 0.0
+                    }
+                }),
+            }
+        }
+    }
+
+    /// Gradient with respect to the input of the last forward pass (valid
+    /// after [`Mlp::backward`] has run down to layer 0 — used by tests).
+    pub fn input_grad(&self, params: &[f32], cache: &Cache) -> Array2<f32> {
+        let (w, _) = self.layer(params, 0);
+        cache.grads[1].dot(&w)
+    }
+
+    /// Orthogonal initialization (Saxe et al.; CleanRL's `layer_init`):
+    /// each `W_l` is a random (semi-)orthogonal matrix times `gain`, biases 0.
+    /// Hidden layers use `hidden_gain`, the last layer `out_gain`.
+    pub fn init_orthogonal<R: rand::Rng>(
+        &self,
+        params: &mut [f32],
+        hidden_gain: f32,
+        out_gain: f32,
+        rng: &mut R,
+    ) {
+        for l in 0..self.n_layers() {
+            let gain = if l + 1 == self.n_layers() {
+                out_gain
+            } else {
+                hidden_gain
+            };
+            let (mut w, mut b) = self.layer_mut(params, l);
+            let q = orthogonal(w.nrows(), w.ncols(), rng);
+            w.assign(&(q * gain));
+            b.fill(0.0);
+        }
+    }
+
+    /// A view of the rows of a flat batch buffer, for convenience.
+    pub fn rows<'a>(data: &'a [f32], width: usize) -> ArrayView2<'a, f32> {
+        ArrayView2::from_shape((data.len() / width, width), data).expect("whole rows")
+    }
+}
+
+/// A `rows × cols` matrix with orthonormal rows (if rows ≤ cols) or columns
+/// (otherwise): QR of a standard-normal matrix by modified Gram–Schmidt in
+/// f64, with the sign correction that makes the distribution uniform (Haar).
+pub fn orthogonal<R: rand::Rng>(rows: usize, cols: usize, rng: &mut R) -> Array2<f32> {
+    let (n, k) = if rows >= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    // Columns of an n × k Gaussian matrix, orthonormalized.
+    let mut a: Vec<Vec<f64>> = (0..k)
+        .map(|_| {
+            (0..n)
+                .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal))
+                .collect()
+        })
+        .collect();
+    for j in 0..k {
+        for i in 0..j {
+            let (qi, aj) = {
+                let (lo, hi) = a.split_at_mut(j);
+                (&lo[i], &mut hi[0])
+            };
+            let dot: f64 = qi.iter().zip(aj.iter()).map(|(x, y)| x * y).sum();
+            aj.iter_mut().zip(qi).for_each(|(y, x)| *y -= dot * x);
+        }
+        let norm = a[j].iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        a[j].iter_mut().for_each(|v| *v /= norm);
+    }
+    let mut out = Array2::zeros((rows, cols));
+    for (j, col) in a.iter().enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            if rows >= cols {
+                out[[i, j]] = v as f32;
+            } else {
+                out[[j, i]] = v as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Copies row `i` of a 2-D view (helper for per-env access).
+pub fn row_slice(a: &ArrayView2<f32>, i: usize) -> Vec<f32> {
+    a.slice(s![i, ..]).to_vec()
+}

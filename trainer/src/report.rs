@@ -1,0 +1,133 @@
+//! Run outputs: `metrics.csv` rows and the `learning-curve.png` plot.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use crate::checkpoint::write_atomic;
+use crate::ppo::UpdateMetrics;
+
+/// DejaVu Sans (Bitstream Vera license, `assets/DejaVuSans-LICENSE.txt`),
+/// compiled in so plots render the same on every machine without system fonts.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Only fails if the bytes are not a font, which a test would catch.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Writes all rows as CSV (namespaced CleanRL-style keys) atomically.
+pub fn write_metrics(path: &Path, rows: &[UpdateMetrics]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).context("serializing a metrics row")?;
+    }
+    let bytes = w.into_inner().context("flushing metrics")?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads rows back (for `--resume`).
+pub fn read_metrics(path: &Path) -> Result<Vec<UpdateMetrics>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    r.deserialize()
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// One curve on a plot.
+pub struct Series<'a> {
+    /// Legend label.
+    pub label: String,
+    /// `(x, y)` points.
+    pub points: &'a [(f64, f64)],
+}
+
+/// A line plot of several series as PNG, written atomically.
+pub fn line_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (900, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let pts = series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.1.is_finite());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x0 > x1 {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        let pad = ((y1 - y0) * 0.05).max(1e-6);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let data = s.points.iter().copied().filter(|p| p.1.is_finite());
+            chart
+                .draw_series(LineSeries::new(data, color.stroke_width(2)))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        if series.len() > 1 || !series.is_empty() {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()
+            .with_context(|| format!("rendering {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The learning curve of one run: mean return of the last 100 episodes
+/// against environment steps.
+pub fn learning_curve(path: &Path, env: &str, rows: &[UpdateMetrics]) -> Result<()> {
+    let pts: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.global_step as f64, r.recent_return))
+        .collect();
+    line_plot(
+        path,
+        &format!("tinyppo PPO on {env}"),
+        "environment steps",
+        "episode return (mean of last 100)",
+        &[Series {
+            label: "training return".into(),
+            points: &pts,
+        }],
+    )
+}
