@@ -83,11 +83,57 @@ pub struct Workspace {
 
 /// Computes the loss; if `grad` is given, **adds** `∂L/∂θ` into it (the
 /// layout of [`ActorCritic::params`]).
+///
+/// The actor terms (policy loss, entropy) and the critic term share no
+/// parameters, so with a gradient they run on two threads.
 pub fn ppo_loss(
     model: &ActorCritic,
     mb: &Minibatch,
     c: &LossCoefs,
     ws: &mut Workspace,
+    grad: Option<&mut [f32]>,
+) -> LossStats {
+    let Workspace {
+        actor,
+        critic,
+        dmu,
+        dv,
+    } = ws;
+    let split = model.critic_range().start;
+    let (mut st, v_loss) = match grad {
+        Some(grad) if std::env::var_os("TINYPPO_SERIAL").is_some() => {
+            let (g_actor, g_critic) = grad.split_at_mut(split);
+            (
+                actor_part(model, mb, c, actor, dmu, Some(g_actor)),
+                critic_part(model, mb, c, critic, dv, Some(g_critic)),
+            )
+        }
+        Some(grad) => {
+            let (g_actor, g_critic) = grad.split_at_mut(split);
+            std::thread::scope(|s| {
+                let h = s.spawn(|| critic_part(model, mb, c, critic, dv, Some(g_critic)));
+                let st = actor_part(model, mb, c, actor, dmu, Some(g_actor));
+                (st, h.join().expect("critic thread panicked"))
+            })
+        }
+        None => (
+            actor_part(model, mb, c, actor, dmu, None),
+            critic_part(model, mb, c, critic, dv, None),
+        ),
+    };
+    st.v_loss = v_loss;
+    st.total = st.pg_loss - c.ent_coef * st.entropy + c.vf_coef * st.v_loss;
+    st
+}
+
+/// Policy loss and entropy; adds their gradient into `grad` (actor params
+/// then log-std).
+fn actor_part(
+    model: &ActorCritic,
+    mb: &Minibatch,
+    c: &LossCoefs,
+    cache: &mut Cache,
+    dmu: &mut Array2<f32>,
     grad: Option<&mut [f32]>,
 ) -> LossStats {
     let m = mb.obs.nrows();
@@ -105,13 +151,9 @@ pub fn ppo_loss(
         (0.0, 1.0)
     };
 
-    let mu = model
-        .actor
-        .forward(model.actor_params(), mb.obs, &mut ws.actor)
-        .to_owned();
-    if ws.dmu.dim() != (m, act_dim) {
-        ws.dmu = Array2::zeros((m, act_dim));
-        ws.dv = Array2::zeros((m, 1));
+    let mu = model.actor.forward(model.actor_params(), mb.obs, cache);
+    if dmu.dim() != (m, act_dim) {
+        *dmu = Array2::zeros((m, act_dim));
     }
     let mut dlogstd = vec![0.0f32; act_dim];
     let mut st = LossStats::default();
@@ -138,20 +180,43 @@ pub fn ppo_loss(
         let g = if l1 >= l2 { -a * ratio * inv_m } else { 0.0 };
         for j in 0..act_dim {
             let d = u[j] - mu_i[j];
-            ws.dmu[[i, j]] = g * d * inv_var[j];
+            dmu[[i, j]] = g * d * inv_var[j];
             dlogstd[j] += g * (d * d * inv_var[j] - 1.0);
         }
     }
     st.entropy = gaussian_entropy(log_std);
+    if let Some(grad) = grad {
+        let (ga, gl) = grad.split_at_mut(model.actor.n_params());
+        model
+            .actor
+            .backward(model.actor_params(), cache, dmu.view(), ga);
+        for (g, d) in gl.iter_mut().zip(&dlogstd) {
+            *g += d - c.ent_coef;
+        }
+    }
+    st
+}
 
-    let v = model
-        .critic
-        .forward(model.critic_params(), mb.obs, &mut ws.critic)
-        .to_owned();
+/// Value loss; adds its gradient (times `vf_coef`) into `grad` (critic params).
+fn critic_part(
+    model: &ActorCritic,
+    mb: &Minibatch,
+    c: &LossCoefs,
+    cache: &mut Cache,
+    dv: &mut Array2<f32>,
+    grad: Option<&mut [f32]>,
+) -> f32 {
+    let m = mb.obs.nrows();
+    let inv_m = 1.0 / m as f32;
+    if dv.dim() != (m, 1) {
+        *dv = Array2::zeros((m, 1));
+    }
+    let v = model.critic.forward(model.critic_params(), mb.obs, cache);
+    let mut v_loss = 0.0;
     for i in 0..m {
         let (vi, ret, vold) = (v[[i, 0]], mb.returns[i], mb.values_old[i]);
         let unclipped = (vi - ret) * (vi - ret);
-        let (loss, dv) = if c.clip_vloss {
+        let (loss, d) = if c.clip_vloss {
             let delta = (vi - vold).clamp(-c.clip_coef, c.clip_coef);
             let vc = vold + delta;
             let clipped = (vc - ret) * (vc - ret);
@@ -164,32 +229,13 @@ pub fn ppo_loss(
         } else {
             (unclipped, vi - ret)
         };
-        st.v_loss += 0.5 * loss * inv_m;
-        ws.dv[[i, 0]] = c.vf_coef * dv * inv_m;
+        v_loss += 0.5 * loss * inv_m;
+        dv[[i, 0]] = c.vf_coef * d * inv_m;
     }
-    st.total = st.pg_loss - c.ent_coef * st.entropy + c.vf_coef * st.v_loss;
-
     if let Some(grad) = grad {
-        let (ar, lr, cr) = (
-            model.actor_range(),
-            model.log_std_range(),
-            model.critic_range(),
-        );
-        model.actor.backward(
-            model.actor_params(),
-            &mut ws.actor,
-            ws.dmu.view(),
-            &mut grad[ar],
-        );
-        for (g, d) in grad[lr].iter_mut().zip(&dlogstd) {
-            *g += d - c.ent_coef;
-        }
-        model.critic.backward(
-            model.critic_params(),
-            &mut ws.critic,
-            ws.dv.view(),
-            &mut grad[cr],
-        );
+        model
+            .critic
+            .backward(model.critic_params(), cache, dv.view(), grad);
     }
-    st
+    v_loss
 }

@@ -193,10 +193,21 @@ fn train(a: TrainArgs) -> Result<()> {
             Ok(m) => m,
             Err(e) => {
                 pb.abandon();
-                return Err(e.context(format!(
-                    "no policy exported; the last good checkpoint is in {}",
-                    out.join("checkpoint.bin").display()
-                )));
+                // Checkpoints are written every `checkpoint_secs`: a run can
+                // diverge before the first one exists.
+                let ck = out.join("checkpoint.bin");
+                let hint = if ck.exists() {
+                    format!(
+                        "no policy exported; the last good checkpoint is in {}",
+                        ck.display()
+                    )
+                } else {
+                    format!(
+                        "no policy exported and no checkpoint written yet in {}",
+                        out.display()
+                    )
+                };
+                return Err(e.context(hint));
             }
         };
         m.sps = cfg.batch_size() as f64 / t0.elapsed().as_secs_f64();
@@ -233,7 +244,12 @@ fn train(a: TrainArgs) -> Result<()> {
             trainer.state.global_step,
             rets.len()
         );
-        println!("wrote {}", out.display());
+        println!(
+            "time: {:.2} s rollouts, {:.2} s updates; wrote {}",
+            trainer.seconds.0,
+            trainer.seconds.1,
+            out.display()
+        );
     }
     Ok(())
 }

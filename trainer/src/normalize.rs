@@ -42,13 +42,29 @@ impl RunningMeanStd {
             let col = batch.iter().skip(d).step_by(dim).map(|&v| v as f64);
             let bmean = col.clone().sum::<f64>() / n;
             let bvar = col.map(|v| (v - bmean) * (v - bmean)).sum::<f64>() / n;
-            let delta = bmean - self.mean[d];
-            let tot = self.count + n;
-            let m2 = self.var[d] * self.count + bvar * n + delta * delta * self.count * n / tot;
-            self.mean[d] += delta * n / tot;
-            self.var[d] = m2 / tot;
+            self.merge(d, bmean, bvar, n);
         }
         self.count += n;
+    }
+
+    /// Merges a batch of scalars (one dimension).
+    pub fn update_f64(&mut self, batch: &[f64]) {
+        let n = batch.len() as f64;
+        if n == 0.0 || self.mean.len() != 1 {
+            return;
+        }
+        let bmean = batch.iter().sum::<f64>() / n;
+        let bvar = batch.iter().map(|v| (v - bmean) * (v - bmean)).sum::<f64>() / n;
+        self.merge(0, bmean, bvar, n);
+        self.count += n;
+    }
+
+    fn merge(&mut self, d: usize, bmean: f64, bvar: f64, n: f64) {
+        let delta = bmean - self.mean[d];
+        let tot = self.count + n;
+        let m2 = self.var[d] * self.count + bvar * n + delta * delta * self.count * n / tot;
+        self.mean[d] += delta * n / tot;
+        self.var[d] = m2 / tot;
     }
 
     /// `(mean, inv_std)` as the f32 vectors that are exported.
@@ -100,8 +116,7 @@ impl RewardScaler {
         for (r, &rew) in self.ret.iter_mut().zip(rewards.iter()) {
             *r = *r * self.gamma + rew as f64;
         }
-        let rets: Vec<f32> = self.ret.iter().map(|&r| r as f32).collect();
-        self.rms.update(&rets);
+        self.rms.update_f64(&self.ret);
         let std = (self.rms.var[0] + 1e-8).sqrt() as f32;
         for ((rew, r), &d) in rewards.iter_mut().zip(self.ret.iter_mut()).zip(done) {
             *rew = (*rew / std).clamp(-self.clip, self.clip);

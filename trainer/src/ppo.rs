@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 
 use anyhow::{bail, Result};
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tinyppo_runtime::gaussian::standard_normals;
@@ -129,8 +129,11 @@ pub struct Trainer {
     high: Vec<f32>,
     buf: Rollout,
     actor_cache: Cache,
-    critic_cache: Cache,
+    boot_cache: Cache,
     ws: Workspace,
+    /// Wall-clock seconds spent collecting rollouts and optimizing, so far
+    /// in this process (for benchmarks).
+    pub seconds: (f64, f64),
 }
 
 impl Trainer {
@@ -209,8 +212,9 @@ impl Trainer {
             high,
             buf,
             actor_cache: Cache::default(),
-            critic_cache: Cache::default(),
+            boot_cache: Cache::default(),
             ws: Workspace::default(),
+            seconds: (0.0, 0.0),
         })
     }
 
@@ -219,71 +223,69 @@ impl Trainer {
         self.state.update >= self.state.cfg.num_updates()
     }
 
-    fn normalized(&self, raw: &[f32]) -> Vec<f32> {
-        let mut x = raw.to_vec();
+    /// Normalizes rows of raw observations into `out` with the current
+    /// statistics (identity when `norm_obs` is off).
+    fn normalize_into(&self, stats: &(Vec<f32>, Vec<f32>), raw: &[f32], out: &mut [f32]) {
+        out.copy_from_slice(raw);
         if self.state.cfg.norm_obs {
-            let (mean, inv) = self.state.obs_rms.export();
-            for row in x.chunks_mut(mean.len()) {
-                normalize_obs(row, &mean, &inv, self.state.cfg.obs_clip);
+            let (mean, inv) = stats;
+            for row in out.chunks_mut(mean.len()) {
+                normalize_obs(row, mean, inv, self.state.cfg.obs_clip);
             }
         }
-        x
     }
 
-    fn values_of(&mut self, obs_norm: &[f32]) -> Vec<f32> {
+    /// `V` of a batch of normalized observations, with a dedicated cache so
+    /// the rollout's caches keep their batch size.
+    fn values_of(&mut self, obs_norm: &[f32], out: &mut [f32]) {
         let m = &self.state.model;
-        let x = Array2::from_shape_vec(
-            (obs_norm.len() / m.obs_dim(), m.obs_dim()),
-            obs_norm.to_vec(),
-        )
-        .expect("whole rows");
-        m.critic
-            .forward(m.critic_params(), x.view(), &mut self.critic_cache)
-            .column(0)
-            .to_vec()
+        let x = ArrayView2::from_shape((obs_norm.len() / m.obs_dim(), m.obs_dim()), obs_norm)
+            .expect("rows");
+        let v = m.critic.forward(m.critic_params(), x, &mut self.boot_cache);
+        out.iter_mut().zip(v.column(0)).for_each(|(o, &v)| *o = v);
     }
 
     /// Collects one rollout; returns finished-episode returns.
     fn collect(&mut self) -> Vec<f64> {
-        let cfg = self.state.cfg.clone();
-        let (n, t_len) = (cfg.num_envs, cfg.num_steps);
+        let (n, t_len) = (self.state.cfg.num_envs, self.state.cfg.num_steps);
+        let (norm_obs, norm_reward) = (self.state.cfg.norm_obs, self.state.cfg.norm_reward);
         let (od, ad) = (self.state.model.obs_dim(), self.state.model.act_dim());
         let mut finished = Vec::new();
         let mut z = vec![0.0f32; ad];
         let mut applied = vec![0.0f32; ad];
         let mut next_obs = vec![0.0f32; od];
+        let mut x_final = vec![0.0f32; od];
+        let (mut final_obs, mut final_idx) = (Vec::new(), Vec::new());
+        let mut rewards = vec![0.0f32; n];
+        let mut dones = vec![false; n];
+        let mut mu = vec![0.0f32; n * ad];
+        let log_std = self.state.model.log_std().to_vec();
+        let std: Vec<f32> = log_std.iter().map(|l| l.exp()).collect();
+        let mut stats = self.state.obs_rms.export();
         for t in 0..t_len {
-            if cfg.norm_obs {
-                self.state.obs_rms.update(&self.obs_raw);
-            }
-            let x = self.normalized(&self.obs_raw);
             let base = t * n;
-            self.buf.obs[base * od..(base + n) * od].copy_from_slice(&x);
-            let xv = ArrayView2::from_shape((n, od), &x).expect("rows");
-            let m = &self.state.model;
-            let mu = m
-                .actor
-                .forward(m.actor_params(), xv, &mut self.actor_cache)
-                .to_owned();
-            let v = m
-                .critic
-                .forward(m.critic_params(), xv, &mut self.critic_cache);
-            for e in 0..n {
-                self.buf.values[base + e] = v[[e, 0]];
+            if norm_obs {
+                self.state.obs_rms.update(&self.obs_raw);
+                stats = self.state.obs_rms.export();
             }
-            let log_std = self.state.model.log_std().to_vec();
-            let mut rewards = vec![0.0f32; n];
-            let mut dones = vec![false; n];
+            let mut x = std::mem::take(&mut self.buf.obs);
+            self.normalize_into(&stats, &self.obs_raw, &mut x[base * od..(base + n) * od]);
+            let xv = ArrayView2::from_shape((n, od), &x[base * od..(base + n) * od]).expect("rows");
+            let m = &self.state.model;
+            let out = m.actor.forward(m.actor_params(), xv, &mut self.actor_cache);
+            mu.iter_mut().zip(out.iter()).for_each(|(d, &s)| *d = s);
+            // V(s_t) is computed after the rollout, in one batched pass.
+            self.buf.obs = x;
             for e in 0..n {
                 let i = base + e;
                 standard_normals(&mut self.state.rng, &mut z);
+                let mu_e = &mu[e * ad..(e + 1) * ad];
                 let u = &mut self.buf.actions[i * ad..(i + 1) * ad];
                 for j in 0..ad {
-                    u[j] = mu[[e, j]] + log_std[j].exp() * z[j];
+                    u[j] = mu_e[j] + std[j] * z[j];
                     applied[j] = u[j].clamp(self.low[j], self.high[j]);
                 }
-                self.buf.logp[i] =
-                    gaussian_log_prob(u, mu.row(e).as_slice().expect("contiguous"), &log_std);
+                self.buf.logp[i] = gaussian_log_prob(u, mu_e, &log_std);
                 let (r, term, trunc) = self.envs[e].step(&applied, &mut next_obs);
                 self.ep_return[e] += r as f64;
                 rewards[e] = r;
@@ -293,8 +295,10 @@ impl Trainer {
                 self.buf.next_values[i] = 0.0;
                 if trunc && !term {
                     // Bootstrap from the final observation of the cut episode.
-                    let xf = self.normalized(&next_obs);
-                    self.buf.next_values[i] = self.values_of(&xf)[0];
+                    // (normalized with this step's statistics, batched below).
+                    self.normalize_into(&stats, &next_obs, &mut x_final);
+                    final_obs.extend_from_slice(&x_final);
+                    final_idx.push(i);
                 }
                 if term || trunc {
                     finished.push(self.ep_return[e]);
@@ -303,23 +307,38 @@ impl Trainer {
                 }
                 self.obs_raw[e * od..(e + 1) * od].copy_from_slice(&next_obs);
             }
-            if cfg.norm_reward {
+            if norm_reward {
                 self.state.reward_scaler.scale(&mut rewards, &dones);
             }
             self.buf.rewards[base..base + n].copy_from_slice(&rewards);
         }
+        // V(s_t) for the whole rollout in one batched pass.
+        let obs = std::mem::take(&mut self.buf.obs);
+        let mut values = std::mem::take(&mut self.buf.values);
+        self.values_of(&obs, &mut values);
+        self.buf.obs = obs;
+        self.buf.values = values;
+        if !final_idx.is_empty() {
+            let mut v = vec![0.0f32; final_idx.len()];
+            self.values_of(&final_obs, &mut v);
+            for (&i, &v) in final_idx.iter().zip(&v) {
+                self.buf.next_values[i] = v;
+            }
+        }
         // Successor values of non-final steps are the next step's values; the
         // last step bootstraps from the current observations.
-        let x = self.normalized(&self.obs_raw);
-        let last = self.values_of(&x);
+        let mut x = vec![0.0f32; n * od];
+        self.normalize_into(&stats, &self.obs_raw, &mut x);
+        let mut last = vec![0.0f32; n];
+        self.values_of(&x, &mut last);
         for t in 0..t_len {
-            for e in 0..n {
+            for (e, &v_last) in last.iter().enumerate() {
                 let i = t * n + e;
                 if !(self.buf.terminated[i] || self.buf.truncated[i]) {
                     self.buf.next_values[i] = if t + 1 < t_len {
                         self.buf.values[i + n]
                     } else {
-                        last[e]
+                        v_last
                     };
                 }
             }
@@ -333,7 +352,10 @@ impl Trainer {
     pub fn step_update(&mut self) -> Result<UpdateMetrics> {
         let cfg = self.state.cfg.clone();
         let update = self.state.update + 1;
+        let t0 = std::time::Instant::now();
         let finished = self.collect();
+        let t1 = std::time::Instant::now();
+        self.seconds.0 += (t1 - t0).as_secs_f64();
         for &r in &finished {
             if self.state.recent_returns.len() == 100 {
                 self.state.recent_returns.pop_front();
@@ -458,6 +480,7 @@ impl Trainer {
             }
         }
         self.state.update = update;
+        self.seconds.1 += t1.elapsed().as_secs_f64();
 
         let c = count.max(1) as f32;
         let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;

@@ -6,6 +6,7 @@
 //! - `cargo xtask check-thumb`: only the no_std builds.
 //! - `cargo xtask toolchain`: which toolchain builds for the device, and why.
 
+mod bench_train;
 mod ci;
 mod cmd;
 mod toolchain;
@@ -13,7 +14,7 @@ mod toolchain;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [--keep-going]
@@ -22,6 +23,9 @@ commands:
   ci            the project's checks: fmt, clippy, tests, and the no_std
                 builds of tinyppo-runtime for thumbv7em-none-eabihf
   check-thumb   only the no_std builds for thumbv7em-none-eabihf
+  bench-train [--seeds N] [--env NAME]...
+                train every plant over N seeds (default 5) and print the
+                benchmark table (steps, seconds, steps/s, int8 eval return)
   toolchain     show which toolchain builds for thumbv7em-none-eabihf, and why
   help          this text
 
@@ -59,6 +63,35 @@ fn run() -> Result<()> {
             println!("{tc}");
             println!("output:    {}", tc.artifact_dir(&root, "release").display());
             Ok(())
+        }
+        ["bench-train", rest @ ..] => {
+            let mut opts = bench_train::Opts::default();
+            let mut envs = Vec::new();
+            let mut it = rest.iter();
+            while let Some(&a) = it.next() {
+                match a {
+                    "--seeds" => {
+                        opts.seeds = it
+                            .next()
+                            .context("--seeds needs a number")?
+                            .parse()
+                            .context("--seeds")?
+                    }
+                    "--env" => envs.push(it.next().context("--env needs a name")?.to_string()),
+                    "--speed-reps" => {
+                        opts.speed_reps = it
+                            .next()
+                            .context("--speed-reps needs a number")?
+                            .parse()
+                            .context("--speed-reps")?
+                    }
+                    other => bail!("bench-train: unknown argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            if !envs.is_empty() {
+                opts.envs = envs;
+            }
+            bench_train::run(&root, &opts)
         }
         [] | ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
