@@ -152,7 +152,7 @@ pub enum FormatError {
         index: usize,
     },
     /// A float is finite but outside the range the format allows
-    /// (|v| ≤ 1e6; log-std in [−20, 10]).
+    /// (|v| ≤ 1e5; int8 scales ≤ 1e5/127; log-std in [−20, 10]).
     OutOfRange {
         /// Which field.
         field: Field,

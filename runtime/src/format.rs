@@ -37,8 +37,14 @@ pub const MAX_LAYERS: usize = MAX_HIDDEN_LAYERS + 1;
 /// Widest layer, and largest observation or action dimension.
 pub const MAX_WIDTH: usize = 256;
 /// Largest magnitude of any weight, bias, mean, bound or scale. Keeps every
-/// intermediate of a forward pass finite in f32 (see `docs/FORMAT.md`).
-pub const MAX_ABS_VALUE: f32 = 1.0e6;
+/// intermediate of a forward pass finite in f32 (see `docs/FORMAT.md`: the
+/// worst case, relu with 3 hidden layers 256 wide, is 256⁴·V⁵ ≈ 4.3e34).
+/// 1e6 was too large: 256⁴·1e30 ≈ 4.3e39 overflows f32.
+pub const MAX_ABS_VALUE: f32 = 1.0e5;
+/// Largest int8 row scale: `127·scale ≤ MAX_ABS_VALUE`, so a dequantized
+/// weight obeys the same limit as an f32 one. Written as the division an
+/// exporter computes (`max|w|/127`), so a row at the limit is accepted.
+pub const MAX_INT8_SCALE: f32 = MAX_ABS_VALUE / 127.0;
 /// Accepted range of `log_std`.
 pub const LOG_STD_MIN: f32 = -20.0;
 /// Accepted range of `log_std`.
@@ -135,8 +141,9 @@ struct RawPayload<'a> {
     layers: Seq<RawLayer<'a>>,
 }
 
-/// A postcard sequence of at most [`MAX_LAYERS`] elements, decoded without
-/// allocation; longer sequences are a decoding error.
+/// A postcard sequence decoded without allocation: the first
+/// [`MAX_LAYERS`] elements are kept, the rest are decoded and dropped but
+/// counted in `len`, so validation can report `BadLayerCount` for them.
 struct Seq<T> {
     items: [Option<T>; MAX_LAYERS],
     len: usize,
@@ -148,16 +155,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Seq<T> {
         impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
             type Value = Seq<T>;
             fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-                write!(f, "a sequence of at most {MAX_LAYERS} elements")
+                f.write_str("a sequence")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Seq<T>, A::Error> {
-                let mut s = Seq { items: [None, None, None, None], len: 0 };
+                let mut s = Seq {
+                    items: [None, None, None, None],
+                    len: 0,
+                };
+                // Each element consumes payload bytes, so this ends within
+                // the payload length whatever count the varint announced.
                 while let Some(v) = a.next_element()? {
-                    let slot = s
-                        .items
-                        .get_mut(s.len)
-                        .ok_or_else(|| serde::de::Error::invalid_length(s.len + 1, &self))?;
-                    *slot = Some(v);
+                    if let Some(slot) = s.items.get_mut(s.len) {
+                        *slot = Some(v);
+                    }
                     s.len += 1;
                 }
                 Ok(s)
@@ -223,7 +233,9 @@ pub struct Blob<'a> {
 
 /// Iterates little-endian f32 values stored in a byte string.
 pub fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -244,10 +256,16 @@ impl<'a> Blob<'a> {
             if found >= 4 {
                 return Err(FormatError::BadMagic);
             }
-            return Err(FormatError::Truncated { needed: HEADER_LEN + TRAILER_LEN, found });
+            return Err(FormatError::Truncated {
+                needed: HEADER_LEN + TRAILER_LEN,
+                found,
+            });
         }
         if found < HEADER_LEN {
-            return Err(FormatError::Truncated { needed: HEADER_LEN + TRAILER_LEN, found });
+            return Err(FormatError::Truncated {
+                needed: HEADER_LEN + TRAILER_LEN,
+                found,
+            });
         }
         let version = u16_at(bytes, 4);
         if version != FORMAT_VERSION {
@@ -255,9 +273,14 @@ impl<'a> Blob<'a> {
         }
         let policy_id = u32_at(bytes, 6);
         let payload_len = u32_at(bytes, 10) as usize;
-        let expected = HEADER_LEN.saturating_add(payload_len).saturating_add(TRAILER_LEN);
+        let expected = HEADER_LEN
+            .saturating_add(payload_len)
+            .saturating_add(TRAILER_LEN);
         if found < expected {
-            return Err(FormatError::Truncated { needed: expected, found });
+            return Err(FormatError::Truncated {
+                needed: expected,
+                found,
+            });
         }
         if found > expected {
             return Err(FormatError::TrailingBytes { expected, found });
@@ -271,7 +294,10 @@ impl<'a> Blob<'a> {
         let payload = &bytes[HEADER_LEN..body_end];
         let id = CRC32C.checksum(payload);
         if id != policy_id {
-            return Err(FormatError::PolicyIdMismatch { stored: policy_id, computed: id });
+            return Err(FormatError::PolicyIdMismatch {
+                stored: policy_id,
+                computed: id,
+            });
         }
         let (raw, rest): (RawPayload<'a>, _) =
             postcard::take_from_bytes(payload).map_err(|_| FormatError::Malformed)?;
@@ -290,7 +316,11 @@ impl<'a> Blob<'a> {
         let dim = |field, v: u16| {
             let v = v as usize;
             if v == 0 || v > MAX_WIDTH {
-                Err(FormatError::BadWidth { field, found: v, max: MAX_WIDTH })
+                Err(FormatError::BadWidth {
+                    field,
+                    found: v,
+                    max: MAX_WIDTH,
+                })
             } else {
                 Ok(v)
             }
@@ -318,7 +348,9 @@ impl<'a> Blob<'a> {
             found => return Err(FormatError::UnknownEncoding { found }),
         };
         if raw.layers.len != n_hidden + 1 {
-            return Err(FormatError::BadLayerCount { found: raw.layers.len });
+            return Err(FormatError::BadLayerCount {
+                found: raw.layers.len,
+            });
         }
 
         check_f32s(Field::ObsMean, raw.obs_mean, obs_dim, |_| true)?;
@@ -326,7 +358,10 @@ impl<'a> Blob<'a> {
         scales_positive(Field::ObsInvStd, raw.obs_inv_std)?;
         check_value(Field::ObsClip, 0, raw.obs_clip)?;
         if raw.obs_clip.partial_cmp(&0.0) != Some(core::cmp::Ordering::Greater) {
-            return Err(FormatError::BadScale { field: Field::ObsClip, index: 0 });
+            return Err(FormatError::BadScale {
+                field: Field::ObsClip,
+                index: 0,
+            });
         }
         check_f32s(Field::ActionLow, raw.action_low, act_dim, |_| true)?;
         check_f32s(Field::ActionHigh, raw.action_high, act_dim, |_| true)?;
@@ -365,17 +400,26 @@ impl<'a> Blob<'a> {
                     }
                 }
                 Encoding::Int8 => {
-                    check_f32s(Field::Scales(li), l.scales, rows, |_| true)?;
+                    check_f32s(Field::Scales(li), l.scales, rows, |v| v <= MAX_INT8_SCALE)?;
                     scales_positive(Field::Scales(li), l.scales)?;
                     // -128 is outside the symmetric range and would make
                     // the quantization error bound asymmetric.
                     if let Some(index) = l.weights.iter().position(|&b| b as i8 == i8::MIN) {
-                        return Err(FormatError::OutOfRange { field: Field::Weights(li), index });
+                        return Err(FormatError::OutOfRange {
+                            field: Field::Weights(li),
+                            index,
+                        });
                     }
                 }
             }
             check_f32s(Field::Bias(li), l.bias, rows, |_| true)?;
-            *slot = Some(Layer { rows, cols, weights: l.weights, scales: l.scales, bias: l.bias });
+            *slot = Some(Layer {
+                rows,
+                cols,
+                weights: l.weights,
+                scales: l.scales,
+                bias: l.bias,
+            });
             cols = rows;
         }
 
@@ -432,7 +476,11 @@ fn check_f32s(
     in_range: impl Fn(f32) -> bool,
 ) -> Result<(), FormatError> {
     if bytes.len() != count * 4 {
-        return Err(FormatError::LengthMismatch { field, expected: count * 4, found: bytes.len() });
+        return Err(FormatError::LengthMismatch {
+            field,
+            expected: count * 4,
+            found: bytes.len(),
+        });
     }
     for (index, v) in f32s(bytes).enumerate() {
         check_value(field, index, v)?;

@@ -38,7 +38,10 @@ pub fn standard_normals<R: RngCore + ?Sized>(rng: &mut R, out: &mut [f32]) {
 fn polar<R: RngCore + ?Sized>(rng: &mut R) -> (f32, f32) {
     let u1 = ((rng.next_u32() >> 8) as f32 + 1.0) * (1.0 / 16_777_216.0);
     let u2 = (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
-    (libm::sqrtf(-2.0 * libm::logf(u1)), core::f32::consts::TAU * u2)
+    (
+        libm::sqrtf(-2.0 * libm::logf(u1)),
+        core::f32::consts::TAU * u2,
+    )
 }
 
 /// `Σ_j log σ_j + (d/2)·log 2π`: the part of `−log π` that does not depend
@@ -60,5 +63,7 @@ pub fn log_prob(action: &[f32], mean: &[f32], std: &[f32], log_norm: f32) -> f32
 
 /// Entropy `Σ_j (log σ_j + ½(1 + log 2π))` of the diagonal Gaussian.
 pub fn entropy(log_std: &[f32]) -> f32 {
-    log_std.iter().fold(0.0, |acc, &l| acc + l + 0.5 + HALF_LOG_2PI)
+    log_std
+        .iter()
+        .fold(0.0, |acc, &l| acc + l + 0.5 + HALF_LOG_2PI)
 }

@@ -24,7 +24,11 @@ pub fn dense_f32(weights: &[u8], bias: &[u8], x: &[f32], y: &mut [f32]) {
     if cols == 0 {
         return;
     }
-    for ((out, row), b) in y.iter_mut().zip(weights.chunks_exact(4 * cols)).zip(f32s(bias)) {
+    for ((out, row), b) in y
+        .iter_mut()
+        .zip(weights.chunks_exact(4 * cols))
+        .zip(f32s(bias))
+    {
         let mut acc = b;
         for (w, &xv) in f32s(row).zip(x) {
             acc += w * xv;

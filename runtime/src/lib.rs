@@ -43,10 +43,10 @@ pub mod error;
 pub mod format;
 pub mod gaussian;
 pub mod kernels;
-pub mod policy;
-pub mod rng;
 #[cfg(feature = "plants")]
 pub mod plants;
+pub mod policy;
+pub mod rng;
 
 pub use error::{ActError, Field, FormatError};
 pub use format::{

@@ -73,7 +73,12 @@ fn clampf(v: f32, lo: f32, hi: f32) -> f32 {
 
 impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, ACT, HID> {
     const DIMS_OK: () = assert!(
-        OBS >= 1 && OBS <= MAX_WIDTH && ACT >= 1 && ACT <= MAX_WIDTH && HID >= 1 && HID <= MAX_WIDTH,
+        OBS >= 1
+            && OBS <= MAX_WIDTH
+            && ACT >= 1
+            && ACT <= MAX_WIDTH
+            && HID >= 1
+            && HID <= MAX_WIDTH,
         "Policy dims must be in 1..=256"
     );
 
@@ -174,8 +179,12 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
     /// `x̂ = clip((x − mean) ⊙ inv_std, −c, c)`; refuses non-finite input.
     pub fn normalize(&self, obs: &[f32; OBS]) -> Result<[f32; OBS], ActError> {
         let mut out = [0.0; OBS];
-        for (index, (((o, &x), &m), &is)) in
-            out.iter_mut().zip(obs).zip(&self.obs_mean).zip(&self.obs_inv_std).enumerate()
+        for (index, (((o, &x), &m), &is)) in out
+            .iter_mut()
+            .zip(obs)
+            .zip(&self.obs_mean)
+            .zip(&self.obs_inv_std)
+            .enumerate()
         {
             if !x.is_finite() {
                 return Err(ActError::NonFiniteObservation { index });
@@ -216,7 +225,11 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         let mut applied = action;
         self.clip(&mut applied);
         let log_prob = gaussian::log_prob(&action, &mu, &self.std, self.log_norm);
-        Ok(Step { action, applied, log_prob })
+        Ok(Step {
+            action,
+            applied,
+            log_prob,
+        })
     }
 
     /// `log π(u|x)` of an (unclipped) action.
@@ -254,11 +267,17 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
             let (input, qbuf): (&[f32], &mut [i8]) = if i == 0 {
                 (&x[..], &mut q_obs[..])
             } else {
-                (cur.get(..width).unwrap_or(&[]), q_hid.get_mut(..width).unwrap_or(&mut []))
+                (
+                    cur.get(..width).unwrap_or(&[]),
+                    q_hid.get_mut(..width).unwrap_or(&mut []),
+                )
             };
             let is_last = i + 1 == n_layers;
-            let y: &mut [f32] =
-                if is_last { &mut out[..] } else { next.get_mut(..layer.rows).unwrap_or(&mut []) };
+            let y: &mut [f32] = if is_last {
+                &mut out[..]
+            } else {
+                next.get_mut(..layer.rows).unwrap_or(&mut [])
+            };
             match self.encoding {
                 Encoding::F32 => kernels::dense_f32(layer.weights, layer.bias, input, y),
                 Encoding::Int8 => {
