@@ -1,1 +1,18 @@
+//! Integration tests, one module per area (one test binary, as ripgrep does).
 
+mod util;
+
+mod runtime_format;
+mod runtime_gaussian;
+mod runtime_limits;
+mod runtime_props;
+mod runtime_quant;
+
+mod trainer_util;
+
+mod cli;
+mod trainer_gae;
+mod trainer_grad;
+mod trainer_optim;
+mod trainer_parity;
+mod trainer_run;

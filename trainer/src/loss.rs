@@ -223,8 +223,10 @@ fn critic_part(
             if unclipped >= clipped {
                 (unclipped, vi - ret)
             } else {
-                let inside = (vi - vold).abs() < c.clip_coef;
-                (clipped, if inside { vc - ret } else { 0.0 })
+                // The clipped term wins only when V left the clip range
+                // (inside it, V_clip = V and the terms tie), where V_clip
+                // is constant in θ: no gradient.
+                (clipped, 0.0)
             }
         } else {
             (unclipped, vi - ret)

@@ -94,7 +94,7 @@ struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["env", "config", "sets", "seed"])]
+    #[arg(long, conflicts_with_all = ["env", "config", "sets", "seed", "out"])]
     resume: Option<PathBuf>,
     /// No progress bar or summary.
     #[arg(long)]
