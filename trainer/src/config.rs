@@ -71,6 +71,9 @@ pub struct PpoConfig {
     pub adam_eps: f32,
     /// Episodes per evaluation of the exported int8 policy at the end.
     pub eval_episodes: usize,
+    /// Threads for the update: 1 = serial, 2 = actor and critic gradients
+    /// in parallel. Results are bit-identical either way.
+    pub threads: usize,
 }
 
 impl Default for PpoConfig {
@@ -105,6 +108,7 @@ impl Default for PpoConfig {
             reward_clip: 10.0,
             adam_eps: 1e-5,
             eval_episodes: 100,
+            threads: 1,
         }
     }
 }
@@ -211,6 +215,9 @@ impl PpoConfig {
         pos("adam_eps", self.adam_eps)?;
         if !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.gae_lambda) {
             bail!("gamma and gae_lambda must be in [0, 1]");
+        }
+        if !(1..=2).contains(&self.threads) {
+            bail!("threads must be 1 or 2, got {}", self.threads);
         }
         if self.num_envs == 0 || self.num_steps == 0 || self.update_epochs == 0 {
             bail!("num_envs, num_steps and update_epochs must be ≥ 1");

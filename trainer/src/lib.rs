@@ -10,6 +10,7 @@ pub mod env;
 pub mod evaluate;
 pub mod export;
 pub mod gae;
+pub mod logs;
 pub mod loss;
 pub mod mlp;
 pub mod model;

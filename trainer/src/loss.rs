@@ -75,10 +75,22 @@ pub struct LossStats {
 /// Reusable buffers of the loss computation.
 #[derive(Default)]
 pub struct Workspace {
+    /// Compute the actor and critic halves on two threads (same results).
+    pub parallel: bool,
     actor: Cache,
     critic: Cache,
     dmu: Array2<f32>,
     dv: Array2<f32>,
+}
+
+impl Workspace {
+    /// Empty buffers; `parallel` runs the actor and critic halves on two threads.
+    pub fn new(parallel: bool) -> Self {
+        Workspace {
+            parallel,
+            ..Workspace::default()
+        }
+    }
 }
 
 /// Computes the loss; if `grad` is given, **adds** `∂L/∂θ` into it (the
@@ -94,6 +106,7 @@ pub fn ppo_loss(
     grad: Option<&mut [f32]>,
 ) -> LossStats {
     let Workspace {
+        parallel,
         actor,
         critic,
         dmu,
@@ -101,7 +114,7 @@ pub fn ppo_loss(
     } = ws;
     let split = model.critic_range().start;
     let (mut st, v_loss) = match grad {
-        Some(grad) if std::env::var_os("TINYPPO_SERIAL").is_some() => {
+        Some(grad) if !*parallel => {
             let (g_actor, g_critic) = grad.split_at_mut(split);
             (
                 actor_part(model, mb, c, actor, dmu, Some(g_actor)),

@@ -12,6 +12,7 @@ use tinyppo_trainer::checkpoint::{self, write_atomic};
 use tinyppo_trainer::config;
 use tinyppo_trainer::evaluate::{eval_blob, mean_std};
 use tinyppo_trainer::export::{export_blob, Quant};
+use tinyppo_trainer::logs;
 use tinyppo_trainer::ppo::{Trainer, UpdateMetrics};
 use tinyppo_trainer::report;
 
@@ -71,6 +72,46 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a policy on a simulated plant through the device control loop
+    /// and write its rollout log (the bytes the firmware would send).
+    Simulate {
+        /// Policy blob.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Plant: pendulum, mountain-car, cartpole, dc-motor.
+        #[arg(long)]
+        env: String,
+        /// Episodes.
+        #[arg(long, default_value_t = 10)]
+        episodes: u32,
+        /// Seed of the plant resets and of sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Log file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Apply the policy mean instead of sampling.
+        #[arg(long)]
+        deterministic: bool,
+    },
+    /// Work with device rollout logs.
+    Logs {
+        #[command(subcommand)]
+        cmd: LogsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogsCmd {
+    /// Decode log streams: frames, transitions, episodes, returns, drops.
+    Decode {
+        /// Log files (each one stream of frames).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -122,6 +163,17 @@ fn main() -> ExitCode {
             out,
         } => export(&checkpoint, quant, &out),
         Cmd::Inspect { file, json } => inspect(&file, json),
+        Cmd::Simulate {
+            policy,
+            env,
+            episodes,
+            seed,
+            out,
+            deterministic,
+        } => simulate(&policy, &env, episodes, seed, &out, deterministic),
+        Cmd::Logs {
+            cmd: LogsCmd::Decode { files, json },
+        } => logs_decode(&files, json),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -345,5 +397,86 @@ fn inspect(path: &Path, json: bool) -> Result<()> {
     println!("action low      {:?}", f(b.action_low));
     println!("action high     {:?}", f(b.action_high));
     println!("log std         {:?}", f(b.log_std));
+    Ok(())
+}
+
+fn simulate(
+    policy: &Path,
+    env: &str,
+    episodes: u32,
+    seed: u64,
+    out: &Path,
+    deterministic: bool,
+) -> Result<()> {
+    let blob = read_blob(policy)?;
+    let cfg = tinyppo_runtime::sim::SimConfig {
+        episodes,
+        seed,
+        deterministic,
+    };
+    let (bytes, st) = logs::simulate_blob(&blob, env, &cfg)
+        .with_context(|| format!("simulating {}", policy.display()))?;
+    write_atomic(out, &bytes)?;
+    println!(
+        "wrote {} ({} bytes, {} frames): {} episodes, {} transitions, mean return {:.2}, {} dropped",
+        out.display(),
+        st.bytes,
+        st.frames,
+        st.episodes,
+        st.transitions,
+        st.mean_return,
+        st.dropped
+    );
+    Ok(())
+}
+
+fn logs_decode(files: &[PathBuf], json: bool) -> Result<()> {
+    let log = logs::decode_files(files)?;
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    if json {
+        println!("{}", logs::report_json(&log, &names));
+        return Ok(());
+    }
+    let b = &log.bad;
+    println!("files           {}", names.join(", "));
+    println!(
+        "frames          {} ok, {} bad (cobs {}, crc {}, schema {}, truncated {})",
+        log.frames_ok, log.frames_bad, b.cobs, b.crc, b.schema, b.truncated
+    );
+    for h in &log.streams {
+        println!(
+            "stream          policy {:08x}, plant {}, obs {}, act {}, seed {}, {}",
+            h.policy_id,
+            tinyppo_runtime::sim::plant_name(h.plant).unwrap_or("(hardware/other)"),
+            h.obs_dim,
+            h.act_dim,
+            h.seed,
+            if h.deterministic {
+                "mean action"
+            } else {
+                "stochastic"
+            }
+        );
+    }
+    println!("transitions     {}", log.transitions.len());
+    let returns = log.episode_returns();
+    match log.mean_return() {
+        Some(m) => println!(
+            "episodes        {} complete of {} seen, mean return {m:.2}",
+            returns.len(),
+            log.episodes_seen()
+        ),
+        None => println!(
+            "episodes        0 complete of {} seen",
+            log.episodes_seen()
+        ),
+    }
+    println!("dropped         {}", log.dropped());
+    let ids: Vec<String> = log
+        .policy_ids()
+        .iter()
+        .map(|id| format!("{id:08x}"))
+        .collect();
+    println!("policy ids      {}", ids.join(", "));
     Ok(())
 }

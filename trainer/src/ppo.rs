@@ -185,6 +185,7 @@ impl Trainer {
         }
         let n = cfg.num_envs;
         let b = cfg.batch_size();
+        let threads = cfg.threads;
         let mut obs_raw = vec![0.0; n * od];
         let mut envs = envs;
         for (e, o) in envs.iter_mut().zip(obs_raw.chunks_mut(od)) {
@@ -213,7 +214,7 @@ impl Trainer {
             buf,
             actor_cache: Cache::default(),
             boot_cache: Cache::default(),
-            ws: Workspace::default(),
+            ws: Workspace::new(threads > 1),
             seconds: (0.0, 0.0),
         })
     }

@@ -1,0 +1,467 @@
+//! Host side of the device rollout log: decoding frame streams
+//! (`tinyppo logs decode`) and simulating a policy through the device
+//! control loop (`tinyppo simulate`).
+//!
+//! The frame format is the "Log frames" section of `docs/FORMAT.md`; the
+//! frame codec is the runtime's ([`tinyppo_runtime::log::decode_frame`]),
+//! so host and device cannot disagree about it.
+//!
+//! [`LogReader`] takes bytes in any chunks (a file, a serial port), splits
+//! them at `0x00`, decodes every frame and never stops: a damaged frame is
+//! counted by cause and the reader resynchronizes at the next delimiter.
+//! Frames with arrays that arrive before any header (it was lost or
+//! damaged) wait, CRC-checked, until a header gives the dimensions. The
+//! result, [`DecodedLog`], keeps every transition with its stream, so an
+//! off-policy learner can import them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use tinyppo_runtime::log::{
+    decode_frame, Dims, Dropped, Frame, Header, LogError, Totals, DELIMITER, MAX_FRAME_LEN,
+};
+use tinyppo_runtime::plants::{self, Plant};
+use tinyppo_runtime::sim::{self, SimConfig, SimStats};
+use tinyppo_runtime::Policy;
+
+/// Why a frame was not accepted, as `logs decode` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadCause {
+    /// Framing: invalid COBS, or longer than any valid frame (frames ran
+    /// together after a lost delimiter).
+    Cobs,
+    /// The CRC-32C does not match (or the frame is too short to hold one).
+    Crc,
+    /// Intact, but not a valid frame: unknown kind, unsupported version,
+    /// wrong field encoding, arrays that do not fit the header's
+    /// dimensions, or arrays with no header in the whole stream.
+    Schema,
+    /// The stream ends inside a frame (no final delimiter).
+    Truncated,
+}
+
+impl BadCause {
+    /// The cause of a decoding error; `None` for an empty frame (which is
+    /// not a frame at all).
+    pub fn of(e: &LogError) -> Option<BadCause> {
+        Some(match e {
+            LogError::Empty => return None,
+            LogError::Cobs | LogError::TooLong { .. } => BadCause::Cobs,
+            LogError::TooShort { .. } | LogError::BadChecksum { .. } => BadCause::Crc,
+            _ => BadCause::Schema,
+        })
+    }
+}
+
+/// Bad frames by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BadCounts {
+    /// See [`BadCause::Cobs`].
+    pub cobs: u64,
+    /// See [`BadCause::Crc`].
+    pub crc: u64,
+    /// See [`BadCause::Schema`].
+    pub schema: u64,
+    /// See [`BadCause::Truncated`].
+    pub truncated: u64,
+}
+
+impl BadCounts {
+    fn add(&mut self, c: BadCause) {
+        match c {
+            BadCause::Cobs => self.cobs += 1,
+            BadCause::Crc => self.crc += 1,
+            BadCause::Schema => self.schema += 1,
+            BadCause::Truncated => self.truncated += 1,
+        }
+    }
+}
+
+/// One decoded transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// Index of its stream in [`DecodedLog::streams`].
+    pub stream: usize,
+    /// Entry number in the device log.
+    pub seq: u32,
+    /// Episode.
+    pub episode: u32,
+    /// Step within the episode.
+    pub t: u32,
+    /// Observation `o_t` (raw).
+    pub obs: Vec<f32>,
+    /// Unclipped action `u_t`.
+    pub action: Vec<f32>,
+    /// Reward `r_t`.
+    pub reward: f32,
+    /// Terminal state reached.
+    pub terminated: bool,
+    /// Time limit reached.
+    pub truncated: bool,
+    /// Behaviour `log π(u_t|o_t)`.
+    pub log_prob: f32,
+    /// Policy that acted.
+    pub policy_id: u32,
+}
+
+/// The final observation of an episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeEndObs {
+    /// Stream index.
+    pub stream: usize,
+    /// Entry number.
+    pub seq: u32,
+    /// Episode that ended.
+    pub episode: u32,
+    /// Steps it took.
+    pub t: u32,
+    /// `o_T`.
+    pub obs: Vec<f32>,
+}
+
+/// Everything decoded from one or more streams.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodedLog {
+    /// Frames decoded and accepted.
+    pub frames_ok: u64,
+    /// Frames rejected (the sum of [`bad`](Self::bad)).
+    pub frames_bad: u64,
+    /// Rejected frames by cause.
+    pub bad: BadCounts,
+    /// The header of each stream. A stream starts at a header that differs
+    /// from the current one, or at any header after an `End` frame; each
+    /// file starts afresh.
+    pub streams: Vec<Header>,
+    /// Transitions in stream order.
+    pub transitions: Vec<Transition>,
+    /// Final observations of episodes.
+    pub episode_ends: Vec<EpisodeEndObs>,
+    /// Drop reports (stream index, if a header came before them).
+    pub drops: Vec<(Option<usize>, Dropped)>,
+    /// Device totals from `End` frames.
+    pub ends: Vec<(Option<usize>, Totals)>,
+}
+
+impl DecodedLog {
+    /// Entries the device reported as dropped.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().map(|(_, d)| d.count as u64).sum()
+    }
+
+    /// Policy ids seen in headers and transitions.
+    pub fn policy_ids(&self) -> BTreeSet<u32> {
+        self.streams
+            .iter()
+            .map(|h| h.policy_id)
+            .chain(self.transitions.iter().map(|t| t.policy_id))
+            .collect()
+    }
+
+    /// Distinct `(stream, episode)` pairs with at least one transition.
+    pub fn episodes_seen(&self) -> usize {
+        self.transitions
+            .iter()
+            .map(|t| (t.stream, t.episode))
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+
+    /// Returns of the **complete** episodes, in the order they first
+    /// appear: an episode is complete when its transitions have
+    /// `t = 0, 1, …, T−1` exactly once each, only the last is terminated or
+    /// truncated. The return is `Σ_t r_t` accumulated in f64 in `t` order
+    /// (as `tinyppo eval` sums). Episodes with a dropped, lost or faulted
+    /// step are left out.
+    pub fn episode_returns(&self) -> Vec<f64> {
+        let mut order = Vec::new();
+        let mut groups: BTreeMap<(usize, u32), Vec<&Transition>> = BTreeMap::new();
+        for t in &self.transitions {
+            let key = (t.stream, t.episode);
+            groups
+                .entry(key)
+                .or_insert_with(|| {
+                    order.push(key);
+                    Vec::new()
+                })
+                .push(t);
+        }
+        let mut returns = Vec::new();
+        for key in order {
+            let mut steps = groups.remove(&key).unwrap_or_default();
+            steps.sort_by_key(|t| t.t);
+            let n = steps.len();
+            let contiguous = steps.iter().enumerate().all(|(i, t)| t.t as usize == i);
+            let done = |t: &&Transition| t.terminated || t.truncated;
+            let ends_once = steps.last().is_some_and(done)
+                && !steps.iter().take(n.saturating_sub(1)).any(done);
+            if contiguous && ends_once {
+                returns.push(steps.iter().fold(0.0f64, |acc, t| acc + t.reward as f64));
+            }
+        }
+        returns
+    }
+
+    /// Mean of [`episode_returns`](Self::episode_returns), if any episode
+    /// is complete.
+    pub fn mean_return(&self) -> Option<f64> {
+        let r = self.episode_returns();
+        (!r.is_empty()).then(|| r.iter().sum::<f64>() / r.len() as f64)
+    }
+
+    /// Appends another log (e.g. of the next file), renumbering its streams.
+    pub fn append(&mut self, other: DecodedLog) {
+        let off = self.streams.len();
+        self.frames_ok += other.frames_ok;
+        self.frames_bad += other.frames_bad;
+        self.bad.cobs += other.bad.cobs;
+        self.bad.crc += other.bad.crc;
+        self.bad.schema += other.bad.schema;
+        self.bad.truncated += other.bad.truncated;
+        self.streams.extend(other.streams);
+        self.transitions.extend(other.transitions.into_iter().map(|mut t| {
+            t.stream += off;
+            t
+        }));
+        self.episode_ends.extend(other.episode_ends.into_iter().map(|mut e| {
+            e.stream += off;
+            e
+        }));
+        self.drops.extend(other.drops.into_iter().map(|(s, d)| (s.map(|s| s + off), d)));
+        self.ends.extend(other.ends.into_iter().map(|(s, t)| (s.map(|s| s + off), t)));
+    }
+}
+
+/// Incremental decoder of a frame stream. Feed bytes with
+/// [`push`](Self::push), then call [`finish`](Self::finish).
+#[derive(Debug, Default)]
+pub struct LogReader {
+    log: DecodedLog,
+    /// Bytes since the last delimiter (at most `MAX_FRAME_LEN`).
+    frame: Vec<u8>,
+    /// The current frame outgrew `MAX_FRAME_LEN`: it is bad, whatever follows.
+    overflow: bool,
+    dims: Option<Dims>,
+    stream: Option<usize>,
+    /// The current stream had its `End` frame.
+    ended: bool,
+    /// Intact frames with arrays, waiting for a header.
+    pending: Vec<Vec<u8>>,
+}
+
+impl LogReader {
+    /// A reader at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == DELIMITER {
+                self.end_frame();
+            } else if self.frame.len() < MAX_FRAME_LEN {
+                self.frame.push(b);
+            } else {
+                self.overflow = true;
+            }
+        }
+    }
+
+    /// Ends the stream: a partial last frame counts as
+    /// [`BadCause::Truncated`], frames still waiting for a header as
+    /// [`BadCause::Schema`].
+    pub fn finish(mut self) -> DecodedLog {
+        if !self.frame.is_empty() || self.overflow {
+            self.bad(BadCause::Truncated);
+        }
+        for _ in 0..self.pending.len() {
+            self.bad(BadCause::Schema);
+        }
+        self.log
+    }
+
+    fn bad(&mut self, cause: BadCause) {
+        self.log.frames_bad += 1;
+        self.log.bad.add(cause);
+    }
+
+    fn end_frame(&mut self) {
+        let raw = std::mem::take(&mut self.frame);
+        if std::mem::take(&mut self.overflow) {
+            self.bad(BadCause::Cobs);
+            return;
+        }
+        if raw.is_empty() {
+            return; // two delimiters in a row: not a frame
+        }
+        self.decode(raw);
+    }
+
+    fn decode(&mut self, raw: Vec<u8>) {
+        let mut work = raw.clone();
+        match decode_frame(&mut work, self.dims) {
+            Ok(frame) => self.accept(frame),
+            Err(LogError::UnknownDims) => self.pending.push(raw),
+            Err(e) => {
+                if let Some(cause) = BadCause::of(&e) {
+                    self.bad(cause);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, frame: Frame<'_>) {
+        self.log.frames_ok += 1;
+        match frame {
+            Frame::Header(h) => {
+                let same = self.stream.and_then(|s| self.log.streams.get(s)) == Some(&h);
+                if !same || self.ended {
+                    self.log.streams.push(h);
+                    self.stream = Some(self.log.streams.len() - 1);
+                    self.ended = false;
+                }
+                self.dims = Some(h.dims());
+                for raw in std::mem::take(&mut self.pending) {
+                    self.decode(raw);
+                }
+            }
+            Frame::Transition(r) => self.log.transitions.push(Transition {
+                stream: self.stream.unwrap_or(0),
+                seq: r.seq,
+                episode: r.episode,
+                t: r.t,
+                obs: r.obs.iter().collect(),
+                action: r.action.iter().collect(),
+                reward: r.reward,
+                terminated: r.terminated,
+                truncated: r.truncated,
+                log_prob: r.log_prob,
+                policy_id: r.policy_id,
+            }),
+            Frame::EpisodeEnd(e) => self.log.episode_ends.push(EpisodeEndObs {
+                stream: self.stream.unwrap_or(0),
+                seq: e.seq,
+                episode: e.episode,
+                t: e.t,
+                obs: e.obs.iter().collect(),
+            }),
+            Frame::Dropped(d) => self.log.drops.push((self.stream, d)),
+            Frame::End(t) => {
+                self.log.ends.push((self.stream, t));
+                self.ended = true;
+            }
+        }
+    }
+}
+
+/// Decodes a whole stream held in memory.
+pub fn decode_stream(bytes: &[u8]) -> DecodedLog {
+    let mut r = LogReader::new();
+    r.push(bytes);
+    r.finish()
+}
+
+/// Decodes each file as its own stream and merges the results.
+pub fn decode_files(paths: &[impl AsRef<Path>]) -> Result<DecodedLog> {
+    let mut all = DecodedLog::default();
+    for p in paths {
+        let p = p.as_ref();
+        let bytes = std::fs::read(p).with_context(|| format!("reading log {}", p.display()))?;
+        all.append(decode_stream(&bytes));
+    }
+    Ok(all)
+}
+
+/// The log's report as one JSON object (`tinyppo logs decode --json`).
+pub fn report_json(log: &DecodedLog, files: &[String]) -> serde_json::Value {
+    let headers: Vec<_> = log
+        .streams
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "log_version": h.log_version,
+                "policy_id": format!("{:08x}", h.policy_id),
+                "plant": h.plant,
+                "plant_name": sim::plant_name(h.plant),
+                "obs_dim": h.obs_dim,
+                "act_dim": h.act_dim,
+                "seed": h.seed,
+                "deterministic": h.deterministic,
+            })
+        })
+        .collect();
+    let totals: Vec<_> = log
+        .ends
+        .iter()
+        .map(|(_, t)| {
+            serde_json::json!({
+                "entries": t.entries,
+                "transitions": t.transitions,
+                "episodes": t.episodes,
+                "dropped": t.dropped,
+                "nonfinite_obs": t.nonfinite_obs,
+                "sensor_errors": t.sensor_errors,
+                "actuator_errors": t.actuator_errors,
+                "return_sum": t.return_sum,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "files": files,
+        "frames_ok": log.frames_ok,
+        "frames_bad": log.frames_bad,
+        "bad_by_cause": {
+            "cobs": log.bad.cobs,
+            "crc": log.bad.crc,
+            "schema": log.bad.schema,
+            "truncated": log.bad.truncated,
+        },
+        "transitions": log.transitions.len(),
+        "episodes": log.episode_returns().len(),
+        "episodes_seen": log.episodes_seen(),
+        "mean_return": log.mean_return(),
+        "dropped": log.dropped(),
+        "policy_ids": log.policy_ids().iter().map(|id| format!("{id:08x}")).collect::<Vec<_>>(),
+        "headers": headers,
+        "device_totals": totals,
+    })
+}
+
+/// Runs `blob` on the plant `env` through the device control loop
+/// ([`sim::run_simulated`], hidden scratch 256, queue of 64 entries) and
+/// returns the log stream and the statistics. The bytes are those a
+/// firmware running the same call produces.
+pub fn simulate_blob(blob: &[u8], env: &str, cfg: &SimConfig) -> Result<(Vec<u8>, SimStats)> {
+    match env {
+        "pendulum" => simulate::<plants::Pendulum, 3, 1>(blob, cfg),
+        "mountain-car" => simulate::<plants::MountainCar, 2, 1>(blob, cfg),
+        "cartpole" => simulate::<plants::CartPole, 4, 1>(blob, cfg),
+        "dc-motor" => simulate::<plants::DcMotor, 3, 1>(blob, cfg),
+        other => bail!(
+            "unknown env {other:?}: expected one of {}",
+            plants::NAMES.join(", ")
+        ),
+    }
+}
+
+fn simulate<P: Plant<O, A> + Default, const O: usize, const A: usize>(
+    blob: &[u8],
+    cfg: &SimConfig,
+) -> Result<(Vec<u8>, SimStats)> {
+    let policy = Policy::<O, A, 256>::from_bytes(blob)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| {
+            format!(
+                "the policy does not fit plant {} ({O} observations, {A} actions)",
+                P::NAME
+            )
+        })?;
+    let code = sim::plant_code(P::NAME).context("built-in plant without a log code")?;
+    let mut bytes = Vec::new();
+    let mut plant = P::default();
+    let stats = sim::run_simulated::<P, O, A, 256, 64>(&policy, &mut plant, code, cfg, &mut |f| {
+        bytes.extend_from_slice(f)
+    });
+    Ok((bytes, stats))
+}
