@@ -252,11 +252,6 @@ impl Mlp {
             b.fill(0.0);
         }
     }
-
-    /// A view of the rows of a flat batch buffer, for convenience.
-    pub fn rows<'a>(data: &'a [f32], width: usize) -> ArrayView2<'a, f32> {
-        ArrayView2::from_shape((data.len() / width, width), data).expect("whole rows")
-    }
 }
 
 /// Batches up to this many rows use [`small_matmul_t`] instead of gemm.
