@@ -39,14 +39,19 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod control;
 pub mod error;
 pub mod format;
 pub mod gaussian;
+pub mod hal;
 pub mod kernels;
+pub mod log;
 #[cfg(feature = "plants")]
 pub mod plants;
 pub mod policy;
 pub mod rng;
+#[cfg(feature = "plants")]
+pub mod sim;
 
 pub use error::{ActError, Field, FormatError};
 pub use format::{

@@ -159,7 +159,10 @@ impl fmt::Display for LogError {
             BufferTooSmall => f.write_str("output buffer too small for the frame"),
             Empty => f.write_str("empty frame"),
             TooLong { len } => {
-                write!(f, "frame of {len} bytes is longer than {MAX_FRAME_LEN} bytes")
+                write!(
+                    f,
+                    "frame of {len} bytes is longer than {MAX_FRAME_LEN} bytes"
+                )
             }
             Cobs => f.write_str("invalid COBS encoding"),
             TooShort { len } => write!(f, "frame decodes to {len} bytes, fewer than tag + CRC"),
@@ -170,10 +173,16 @@ impl fmt::Display for LogError {
             UnknownKind { tag } => write!(f, "unknown frame kind {tag}"),
             Malformed => f.write_str("frame body does not match its schema"),
             UnsupportedVersion { found } => {
-                write!(f, "unsupported log version {found} (this reader reads {LOG_VERSION})")
+                write!(
+                    f,
+                    "unsupported log version {found} (this reader reads {LOG_VERSION})"
+                )
             }
             BadDims { obs_dim, act_dim } => {
-                write!(f, "header dims obs {obs_dim}, act {act_dim} outside 1..=256")
+                write!(
+                    f,
+                    "header dims obs {obs_dim}, act {act_dim} outside 1..=256"
+                )
             }
             UnknownDims => f.write_str("frame with arrays before any header"),
         }
@@ -263,7 +272,10 @@ pub struct Header {
 impl Header {
     /// The dimensions of the stream's arrays.
     pub fn dims(&self) -> Dims {
-        Dims { obs: self.obs_dim as usize, act: self.act_dim as usize }
+        Dims {
+            obs: self.obs_dim as usize,
+            act: self.act_dim as usize,
+        }
     }
 }
 
@@ -301,9 +313,602 @@ pub struct Totals {
 }
 
 // ---------------------------------------------------------------------------
-// Serialization (postcard). Arrays are tuples: no length on the wire.
+// Serialization (postcard). Every kind is a tuple, so its `f32` arrays are
+// written element by element with no length (serde cannot derive for
+// `[f32; N]` with a generic `N`, and the length is in the header anyway).
 
-struct F32Array<'a>(&'a [f32]);
+impl<const OBS: usize, const ACT: usize> Serialize for Record<OBS, ACT> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(3 + OBS + ACT + 5)?;
+        t.serialize_element(&self.seq)?;
+        t.serialize_element(&self.episode)?;
+        t.serialize_element(&self.t)?;
+        for v in &self.obs {
+            t.serialize_element(v)?;
+        }
+        for v in &self.action {
+            t.serialize_element(v)?;
+        }
+        t.serialize_element(&self.reward)?;
+        t.serialize_element(&self.terminated)?;
+        t.serialize_element(&self.truncated)?;
+        t.serialize_element(&self.log_prob)?;
+        // Fixed 4 bytes LE (as in the blob header), not a varint.
+        t.serialize_element(&self.policy_id.to_le_bytes())?;
+        t.end()
+    }
+}
 
-impl Serialize for Record<'_, 0, 0> {}
+impl<const OBS: usize> Serialize for EpisodeEnd<OBS> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(3 + OBS)?;
+        t.serialize_element(&self.seq)?;
+        t.serialize_element(&self.episode)?;
+        t.serialize_element(&self.t)?;
+        for v in &self.obs {
+            t.serialize_element(v)?;
+        }
+        t.end()
+    }
+}
 
+impl Serialize for Header {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(7)?;
+        t.serialize_element(&self.log_version)?;
+        t.serialize_element(&self.policy_id.to_le_bytes())?;
+        t.serialize_element(&self.plant)?;
+        t.serialize_element(&self.obs_dim)?;
+        t.serialize_element(&self.act_dim)?;
+        t.serialize_element(&self.seed)?;
+        t.serialize_element(&self.deterministic)?;
+        t.end()
+    }
+}
+
+impl Serialize for Dropped {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&self.first_seq)?;
+        t.serialize_element(&self.count)?;
+        t.end()
+    }
+}
+
+impl Serialize for Totals {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(8)?;
+        t.serialize_element(&self.entries)?;
+        t.serialize_element(&self.transitions)?;
+        t.serialize_element(&self.episodes)?;
+        t.serialize_element(&self.dropped)?;
+        t.serialize_element(&self.nonfinite_obs)?;
+        t.serialize_element(&self.sensor_errors)?;
+        t.serialize_element(&self.actuator_errors)?;
+        t.serialize_element(&self.return_sum)?;
+        t.end()
+    }
+}
+
+/// A body: the kind's tag (postcard enum variant index, a varint) and its
+/// fields.
+struct Tagged<'a, T>(u32, &'static str, &'a T);
+
+impl<T: Serialize> Serialize for Tagged<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_variant("Frame", self.0, self.1, self.2)
+    }
+}
+
+/// The CRC-32C of `format`, as a static so a streaming digest can borrow it.
+static CRC: crc::Crc<u32> = CRC32C;
+
+/// A postcard flavor that feeds every byte to a CRC-32C digest and to the
+/// inner flavor, then appends the CRC (u32 LE) before finalizing the inner
+/// one. `CrcThen<Cobs<Slice>>` encodes a whole frame in one pass with no
+/// scratch buffer.
+struct CrcThen<B: Flavor> {
+    inner: B,
+    digest: crc::Digest<'static, u32>,
+}
+
+impl<B: Flavor> Flavor for CrcThen<B> {
+    type Output = B::Output;
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.digest.update(&[data]);
+        self.inner.try_push(data)
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.digest.update(data);
+        self.inner.try_extend(data)
+    }
+
+    fn finalize(mut self) -> postcard::Result<B::Output> {
+        let crc = self.digest.finalize();
+        self.inner.try_extend(&crc.to_le_bytes())?;
+        self.inner.finalize()
+    }
+}
+
+fn encode_tagged<T: Serialize>(
+    tag: u32,
+    name: &'static str,
+    value: &T,
+    out: &mut [u8],
+) -> Result<usize, LogError> {
+    // `Cobs` reserves the first code byte and writes the 0x00 delimiter in
+    // `finalize`. The only error any of our types can produce is a full
+    // buffer.
+    let cobs = Cobs::try_new(Slice::new(out)).map_err(|_| LogError::BufferTooSmall)?;
+    let flavor = CrcThen {
+        inner: cobs,
+        digest: CRC.digest(),
+    };
+    postcard::serialize_with_flavor(&Tagged(tag, name, value), flavor)
+        .map(|used| used.len())
+        .map_err(|_| LogError::BufferTooSmall)
+}
+
+/// Writes a [`Header`] frame into `out`; returns its length (delimiter
+/// included).
+pub fn encode_header(h: &Header, out: &mut [u8]) -> Result<usize, LogError> {
+    encode_tagged(kind::HEADER, "Header", h, out)
+}
+
+/// Writes a `Transition` frame of `r` into `out`; returns its length.
+pub fn encode_transition<const OBS: usize, const ACT: usize>(
+    r: &Record<OBS, ACT>,
+    out: &mut [u8],
+) -> Result<usize, LogError> {
+    encode_tagged(kind::TRANSITION, "Transition", r, out)
+}
+
+/// Writes a [`Dropped`] frame into `out`; returns its length.
+pub fn encode_dropped(d: &Dropped, out: &mut [u8]) -> Result<usize, LogError> {
+    encode_tagged(kind::DROPPED, "Dropped", d, out)
+}
+
+/// Writes an [`EpisodeEnd`] frame into `out`; returns its length.
+pub fn encode_episode_end<const OBS: usize>(
+    e: &EpisodeEnd<OBS>,
+    out: &mut [u8],
+) -> Result<usize, LogError> {
+    encode_tagged(kind::EPISODE_END, "EpisodeEnd", e, out)
+}
+
+/// Writes an `End` frame with the run's [`Totals`] into `out`; returns its
+/// length.
+pub fn encode_end(t: &Totals, out: &mut [u8]) -> Result<usize, LogError> {
+    encode_tagged(kind::END, "End", t, out)
+}
+
+// ---------------------------------------------------------------------------
+// Decoding.
+
+/// `f32` values stored little-endian in a frame, borrowed in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct F32s<'a>(&'a [u8]);
+
+impl<'a> F32s<'a> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+    /// No values.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() < 4
+    }
+    /// The raw bytes (`4·len`).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+    /// Value `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<f32> {
+        let b = self
+            .0
+            .get(i.checked_mul(4)?..i.checked_mul(4)?.checked_add(4)?)?;
+        Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    /// The values in order.
+    pub fn iter(&self) -> impl Iterator<Item = f32> + 'a {
+        crate::format::f32s(self.0)
+    }
+    /// The values as an array, if there are exactly `N`.
+    pub fn to_array<const N: usize>(&self) -> Option<[f32; N]> {
+        if self.len() != N || self.0.len() % 4 != 0 {
+            return None;
+        }
+        let mut out = [0.0; N];
+        for (o, v) in out.iter_mut().zip(self.iter()) {
+            *o = v;
+        }
+        Some(out)
+    }
+}
+
+/// A decoded `Transition` frame, its arrays borrowed from the frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordRef<'a> {
+    /// See [`Record::seq`].
+    pub seq: u32,
+    /// See [`Record::episode`].
+    pub episode: u32,
+    /// See [`Record::t`].
+    pub t: u32,
+    /// `o_t`.
+    pub obs: F32s<'a>,
+    /// Unclipped `u_t`.
+    pub action: F32s<'a>,
+    /// `r_t`.
+    pub reward: f32,
+    /// Terminal state reached.
+    pub terminated: bool,
+    /// Time limit reached.
+    pub truncated: bool,
+    /// `log π(u_t|o_t)`.
+    pub log_prob: f32,
+    /// Policy id.
+    pub policy_id: u32,
+}
+
+impl RecordRef<'_> {
+    /// The record with compile-time dimensions, if they match.
+    pub fn to_record<const OBS: usize, const ACT: usize>(&self) -> Option<Record<OBS, ACT>> {
+        Some(Record {
+            seq: self.seq,
+            episode: self.episode,
+            t: self.t,
+            obs: self.obs.to_array()?,
+            action: self.action.to_array()?,
+            reward: self.reward,
+            terminated: self.terminated,
+            truncated: self.truncated,
+            log_prob: self.log_prob,
+            policy_id: self.policy_id,
+        })
+    }
+}
+
+/// A decoded [`EpisodeEnd`] frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpisodeEndRef<'a> {
+    /// See [`EpisodeEnd::seq`].
+    pub seq: u32,
+    /// Episode that ended.
+    pub episode: u32,
+    /// Steps it took.
+    pub t: u32,
+    /// Final observation `o_T`.
+    pub obs: F32s<'a>,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Frame<'a> {
+    /// Stream header.
+    Header(Header),
+    /// One control step.
+    Transition(RecordRef<'a>),
+    /// Entries the device dropped.
+    Dropped(Dropped),
+    /// Final observation of an episode.
+    EpisodeEnd(EpisodeEndRef<'a>),
+    /// Totals of the run.
+    End(Totals),
+}
+
+/// Reads postcard values from the front of a body.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take<T: serde::Deserialize<'a>>(&mut self) -> Result<T, LogError> {
+        let (v, rest) = postcard::take_from_bytes(self.0).map_err(|_| LogError::Malformed)?;
+        self.0 = rest;
+        Ok(v)
+    }
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], LogError> {
+        if self.0.len() < n {
+            return Err(LogError::Malformed);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32_le(&mut self) -> Result<u32, LogError> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn f32s(&mut self, n: usize) -> Result<F32s<'a>, LogError> {
+        Ok(F32s(
+            self.bytes(n.checked_mul(4).ok_or(LogError::Malformed)?)?,
+        ))
+    }
+    fn finish(self) -> Result<(), LogError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(LogError::Malformed)
+        }
+    }
+}
+
+/// Decodes one frame **in place** (the COBS bytes are overwritten by the
+/// body) and checks its CRC. `frame` is the bytes between two delimiters;
+/// one trailing `0x00` is allowed. `dims` are the stream's dimensions from
+/// its latest [`Header`]: frames with arrays need them
+/// ([`LogError::UnknownDims`] otherwise, reported only once the CRC showed
+/// the frame intact).
+///
+/// Checks run in this order: [`Empty`](LogError::Empty),
+/// [`TooLong`](LogError::TooLong), [`Cobs`](LogError::Cobs),
+/// [`TooShort`](LogError::TooShort), [`BadChecksum`](LogError::BadChecksum),
+/// then the schema ([`UnknownKind`](LogError::UnknownKind),
+/// [`UnsupportedVersion`](LogError::UnsupportedVersion),
+/// [`BadDims`](LogError::BadDims), [`UnknownDims`](LogError::UnknownDims),
+/// [`Malformed`](LogError::Malformed)).
+pub fn decode_frame(frame: &mut [u8], dims: Option<Dims>) -> Result<Frame<'_>, LogError> {
+    let len = match frame.last() {
+        Some(&DELIMITER) => frame.len() - 1,
+        _ => frame.len(),
+    };
+    let frame = frame.get_mut(..len).ok_or(LogError::Empty)?;
+    if frame.is_empty() {
+        return Err(LogError::Empty);
+    }
+    if len >= MAX_FRAME_LEN {
+        return Err(LogError::TooLong { len });
+    }
+    if frame.contains(&DELIMITER) {
+        return Err(LogError::Cobs);
+    }
+    let n = cobs::decode_in_place(frame).map_err(|_| LogError::Cobs)?;
+    let decoded: &[u8] = frame.get(..n).ok_or(LogError::Cobs)?;
+    let body_len = n
+        .checked_sub(4)
+        .filter(|&b| b >= 1)
+        .ok_or(LogError::TooShort { len: n })?;
+    let (body, crc) = decoded.split_at(body_len);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let computed = CRC32C.checksum(body);
+    if stored != computed {
+        return Err(LogError::BadChecksum { stored, computed });
+    }
+    parse_body(body, dims)
+}
+
+fn parse_body(body: &[u8], dims: Option<Dims>) -> Result<Frame<'_>, LogError> {
+    let mut c = Cursor(body);
+    let tag: u32 = c.take()?;
+    let frame = match tag {
+        kind::HEADER => {
+            let log_version: u16 = c.take()?;
+            if log_version != LOG_VERSION {
+                return Err(LogError::UnsupportedVersion { found: log_version });
+            }
+            let h = Header {
+                log_version,
+                policy_id: c.u32_le()?,
+                plant: c.take()?,
+                obs_dim: c.take()?,
+                act_dim: c.take()?,
+                seed: c.take()?,
+                deterministic: c.take()?,
+            };
+            let ok = |d: u16| d >= 1 && d as usize <= MAX_WIDTH;
+            if !ok(h.obs_dim) || !ok(h.act_dim) {
+                return Err(LogError::BadDims {
+                    obs_dim: h.obs_dim,
+                    act_dim: h.act_dim,
+                });
+            }
+            Frame::Header(h)
+        }
+        kind::TRANSITION => {
+            let d = dims.ok_or(LogError::UnknownDims)?;
+            Frame::Transition(RecordRef {
+                seq: c.take()?,
+                episode: c.take()?,
+                t: c.take()?,
+                obs: c.f32s(d.obs)?,
+                action: c.f32s(d.act)?,
+                reward: c.take()?,
+                terminated: c.take()?,
+                truncated: c.take()?,
+                log_prob: c.take()?,
+                policy_id: c.u32_le()?,
+            })
+        }
+        kind::DROPPED => Frame::Dropped(Dropped {
+            first_seq: c.take()?,
+            count: c.take()?,
+        }),
+        kind::EPISODE_END => {
+            let d = dims.ok_or(LogError::UnknownDims)?;
+            Frame::EpisodeEnd(EpisodeEndRef {
+                seq: c.take()?,
+                episode: c.take()?,
+                t: c.take()?,
+                obs: c.f32s(d.obs)?,
+            })
+        }
+        kind::END => Frame::End(Totals {
+            entries: c.take()?,
+            transitions: c.take()?,
+            episodes: c.take()?,
+            dropped: c.take()?,
+            nonfinite_obs: c.take()?,
+            sensor_errors: c.take()?,
+            actuator_errors: c.take()?,
+            return_sum: c.take()?,
+        }),
+        tag => return Err(LogError::UnknownKind { tag }),
+    };
+    c.finish()?;
+    Ok(frame)
+}
+
+// ---------------------------------------------------------------------------
+// The bounded queue.
+
+/// An entry of the device log: what [`Logger::push`] takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Entry<const OBS: usize, const ACT: usize> {
+    /// One control step.
+    Transition(Record<OBS, ACT>),
+    /// The final observation of an episode.
+    EpisodeEnd(EpisodeEnd<OBS>),
+}
+
+impl<const OBS: usize, const ACT: usize> Entry<OBS, ACT> {
+    /// The entry number.
+    pub fn seq(&self) -> u32 {
+        match self {
+            Entry::Transition(r) => r.seq,
+            Entry::EpisodeEnd(e) => e.seq,
+        }
+    }
+    fn set_seq(&mut self, seq: u32) {
+        match self {
+            Entry::Transition(r) => r.seq = seq,
+            Entry::EpisodeEnd(e) => e.seq = seq,
+        }
+    }
+    fn encode(&self, out: &mut [u8]) -> Result<usize, LogError> {
+        match self {
+            Entry::Transition(r) => encode_transition(r, out),
+            Entry::EpisodeEnd(e) => encode_episode_end(e, out),
+        }
+    }
+}
+
+/// A queued entry and the run of drops that happened just before it.
+#[derive(Debug, Clone, Copy)]
+struct Slot<const OBS: usize, const ACT: usize> {
+    gap: Option<Dropped>,
+    entry: Entry<OBS, ACT>,
+}
+
+/// The device log: a queue of at most `CAP` entries waiting to be sent,
+/// the entry counter and the drop accounting. See the [module docs](self)
+/// for the drop rule.
+///
+/// `push` and `encode_next` both take `&mut self`: drain from the same
+/// context that logs (the idle part of the control period), or behind a
+/// critical section (e.g. an RTIC resource) when a UART interrupt drains.
+#[derive(Debug)]
+pub struct Logger<const OBS: usize, const ACT: usize, const CAP: usize> {
+    queue: Deque<Slot<OBS, ACT>, CAP>,
+    next_seq: u32,
+    /// Drops not yet attached to a queued slot (they follow every queued one).
+    pending: Option<Dropped>,
+    dropped: u32,
+}
+
+impl<const OBS: usize, const ACT: usize, const CAP: usize> Default for Logger<OBS, ACT, CAP> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const OBS: usize, const ACT: usize, const CAP: usize> Logger<OBS, ACT, CAP> {
+    const CAP_OK: () = assert!(CAP >= 1, "a Logger needs room for at least one entry");
+
+    /// The largest frame this logger writes: size `encode_next`'s buffer
+    /// with it (`max_frame_len(OBS, ACT)`).
+    pub const MAX_FRAME: usize = max_frame_len(OBS, ACT);
+
+    /// An empty log; the first entry gets `seq` 0.
+    pub const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CAP_OK;
+        Logger {
+            queue: Deque::new(),
+            next_seq: 0,
+            pending: None,
+            dropped: 0,
+        }
+    }
+
+    /// Assigns the next entry number to `entry` and queues it. When the
+    /// queue is full the entry is dropped, counted, and handed back in
+    /// `Err`; it will be reported by a [`Dropped`] frame. Never blocks.
+    pub fn push(&mut self, mut entry: Entry<OBS, ACT>) -> Result<u32, Entry<OBS, ACT>> {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        entry.set_seq(seq);
+        if self.queue.is_full() {
+            self.dropped = self.dropped.saturating_add(1);
+            match &mut self.pending {
+                Some(run) => run.count = run.count.saturating_add(1),
+                None => {
+                    self.pending = Some(Dropped {
+                        first_seq: seq,
+                        count: 1,
+                    })
+                }
+            }
+            return Err(entry);
+        }
+        let slot = Slot {
+            gap: self.pending.take(),
+            entry,
+        };
+        // Not full (checked above): this cannot fail.
+        self.queue
+            .push_back(slot)
+            .map(|()| seq)
+            .map_err(|s| s.entry)
+    }
+
+    /// Encodes the next frame to send into `out` and returns its length,
+    /// or `None` when nothing is waiting. The entry leaves the queue only
+    /// once its frame is written; on [`LogError::BufferTooSmall`] nothing
+    /// changes. A pending [`Dropped`] frame comes before the entry it
+    /// precedes.
+    pub fn encode_next(&mut self, out: &mut [u8]) -> Result<Option<usize>, LogError> {
+        if let Some(slot) = self.queue.front_mut() {
+            if let Some(gap) = slot.gap {
+                let n = encode_dropped(&gap, out)?;
+                slot.gap = None;
+                return Ok(Some(n));
+            }
+            let n = slot.entry.encode(out)?;
+            self.queue.pop_front();
+            return Ok(Some(n));
+        }
+        if let Some(gap) = self.pending {
+            let n = encode_dropped(&gap, out)?;
+            self.pending = None;
+            return Ok(Some(n));
+        }
+        Ok(None)
+    }
+
+    /// Frames are waiting to be encoded.
+    pub fn has_frames(&self) -> bool {
+        !self.queue.is_empty() || self.pending.is_some()
+    }
+
+    /// Entries queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// No entry queued (a [`Dropped`] frame may still be pending).
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The entry number the next [`push`](Self::push) assigns: entries
+    /// offered so far (mod 2³²).
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Entries dropped so far.
+    pub fn dropped(&self) -> u32 {
+        self.dropped
+    }
+}

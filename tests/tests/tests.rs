@@ -16,3 +16,8 @@ mod trainer_grad;
 mod trainer_optim;
 mod trainer_parity;
 mod trainer_run;
+
+mod device_control;
+mod device_hal;
+mod device_log;
+mod device_sim;

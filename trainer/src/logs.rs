@@ -193,8 +193,8 @@ impl DecodedLog {
             let n = steps.len();
             let contiguous = steps.iter().enumerate().all(|(i, t)| t.t as usize == i);
             let done = |t: &&Transition| t.terminated || t.truncated;
-            let ends_once = steps.last().is_some_and(done)
-                && !steps.iter().take(n.saturating_sub(1)).any(done);
+            let ends_once =
+                steps.last().is_some_and(done) && !steps.iter().take(n.saturating_sub(1)).any(done);
             if contiguous && ends_once {
                 returns.push(steps.iter().fold(0.0f64, |acc, t| acc + t.reward as f64));
             }
@@ -219,18 +219,30 @@ impl DecodedLog {
         self.bad.schema += other.bad.schema;
         self.bad.truncated += other.bad.truncated;
         self.streams.extend(other.streams);
-        self.transitions.extend(other.transitions.into_iter().map(|mut t| {
-            t.stream += off;
-            t
-        }));
-        self.episode_ends.extend(other.episode_ends.into_iter().map(|mut e| {
-            e.stream += off;
-            e
-        }));
-        self.drops.extend(other.drops.into_iter().map(|(s, d)| (s.map(|s| s + off), d)));
-        self.ends.extend(other.ends.into_iter().map(|(s, t)| (s.map(|s| s + off), t)));
+        self.transitions
+            .extend(other.transitions.into_iter().map(|mut t| {
+                t.stream += off;
+                t
+            }));
+        self.episode_ends
+            .extend(other.episode_ends.into_iter().map(|mut e| {
+                e.stream += off;
+                e
+            }));
+        self.drops.extend(
+            other
+                .drops
+                .into_iter()
+                .map(|(s, d)| (s.map(|s| s + off), d)),
+        );
+        self.ends
+            .extend(other.ends.into_iter().map(|(s, t)| (s.map(|s| s + off), t)));
     }
 }
+
+/// Most frames kept while waiting for a header (the simulator repeats its
+/// header every episode; a few hundred frames is typical).
+const MAX_PENDING: usize = 1 << 16;
 
 /// Incremental decoder of a frame stream. Feed bytes with
 /// [`push`](Self::push), then call [`finish`](Self::finish).
@@ -302,7 +314,12 @@ impl LogReader {
         let mut work = raw.clone();
         match decode_frame(&mut work, self.dims) {
             Ok(frame) => self.accept(frame),
-            Err(LogError::UnknownDims) => self.pending.push(raw),
+            // Bounded, so a headerless capture of any length cannot grow
+            // memory without limit: past the bound, a schema error at once.
+            Err(LogError::UnknownDims) if self.pending.len() < MAX_PENDING => {
+                self.pending.push(raw)
+            }
+            Err(LogError::UnknownDims) => self.bad(BadCause::Schema),
             Err(e) => {
                 if let Some(cause) = BadCause::of(&e) {
                     self.bad(cause);

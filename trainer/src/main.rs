@@ -466,10 +466,7 @@ fn logs_decode(files: &[PathBuf], json: bool) -> Result<()> {
             returns.len(),
             log.episodes_seen()
         ),
-        None => println!(
-            "episodes        0 complete of {} seen",
-            log.episodes_seen()
-        ),
+        None => println!("episodes        0 complete of {} seen", log.episodes_seen()),
     }
     println!("dropped         {}", log.dropped());
     let ids: Vec<String> = log
