@@ -10,6 +10,13 @@
 //!   with f32 or int8 (per-row scaled) weights.
 //! - [`rng`]: the default xoshiro128++ generator; [`gaussian`]: f32
 //!   Box–Muller sampling and the log-density.
+//! - [`control`]: the control loop (read → normalize → sample → actuate →
+//!   record) over sensor, actuator and reward traits; [`hal`]: adapters for
+//!   `embedded-hal` 1.0 I2C sensors and PWM actuators.
+//! - [`log`]: rollout logging into a bounded queue, streamed as
+//!   postcard + CRC-32C + COBS frames (`docs/FORMAT.md`, "Log frames").
+//! - [`plants`] and [`sim`] (feature `plants`): the built-in plants and the
+//!   simulated control loop shared by the firmware and `tinyppo simulate`.
 //!
 //! All float math goes through `libm`, so the host computes the same bits as
 //! a Cortex-M4F: a host simulation reproduces a device log exactly.

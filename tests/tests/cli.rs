@@ -15,8 +15,9 @@ use std::sync::OnceLock;
 
 use crate::trainer_util::TempDir;
 
-/// The path of the `tinyppo` binary, built on first use.
-fn tinyppo() -> &'static Path {
+/// The path of the `tinyppo` binary, built on first use (shared by the
+/// modules that run the CLI as a process).
+pub(crate) fn tinyppo() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(p) = std::env::var_os("TINYPPO_BIN") {
@@ -63,7 +64,7 @@ fn tinyppo() -> &'static Path {
     })
 }
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     Command::new(tinyppo())
         .args(args)
         .output()

@@ -4,9 +4,7 @@
 //! replay of the logged transitions, returns equal to `tinyppo eval`, and
 //! drop accounting on a slow link.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use tinyppo_runtime::log::{decode_frame, Dims, Frame};
 use tinyppo_runtime::plants::{self, Pendulum, Plant};
@@ -270,48 +268,7 @@ fn every_frame_of_a_stream_decodes_with_the_headers_dims() {
 // ---------------------------------------------------------------------------
 // The commands, as processes.
 
-/// The `tinyppo` binary, built once per test process (as `cli.rs` does:
-/// `CARGO_BIN_EXE_*` only exists in the binary's own package).
-fn tinyppo() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("TINYPPO_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let bin = profile_dir.join(format!("tinyppo{}", std::env::consts::EXE_SUFFIX));
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap();
-        let profile = if profile == "debug" { "test" } else { profile };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "tinyppo-trainer",
-                "--bin",
-                "tinyppo",
-            ])
-            .args(["--profile", profile])
-            .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            _ if bin.exists() => {}
-            other => panic!("building the tinyppo binary failed: {other:?}"),
-        }
-        bin
-    })
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(tinyppo())
-        .args(args)
-        .output()
-        .expect("running tinyppo")
-}
+use crate::cli::run;
 
 fn ok(args: &[&str]) -> String {
     let o = run(args);
