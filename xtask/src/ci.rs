@@ -97,10 +97,173 @@ pub fn ci_steps() -> Vec<Step> {
         Step::cargo("test", &["test", "--workspace"]),
     ];
     steps.extend(thumb_steps());
-    // Later: firmware build, QEMU run, comparison of the device log with
-    // the expected one.
+    steps.extend(firmware_steps());
     steps
 }
+
+/// The firmware: built for the device with `-D warnings`, run under QEMU
+/// for 3 episodes with seed 1 (UART0 captured to `target/qemu-log.bin`,
+/// exit status checked), its log compared byte for byte with `tinyppo
+/// simulate`'s; then the `real-io` variant, the STM32F411 board binary and
+/// the `bench` binary are built so they keep compiling.
+pub fn firmware_steps() -> Vec<Step> {
+    use crate::firmware::{self, Build};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    // The QEMU run (3 episodes, seed 1, bundled pendulum policy) is the
+    // firmware's default configuration.
+    let device_build = || Build::default();
+    let elf: Rc<RefCell<Option<PathBuf>>> = Rc::default();
+    let elf_out = Rc::clone(&elf);
+    let build_step = move |name: &str, b: Build| {
+        let elf_out = Rc::clone(&elf_out);
+        let is_main = b.bin == firmware::MAIN_BIN && b.features.is_empty();
+        Step::new(name, move |ctx| {
+            let root = ctx.root.clone();
+            let tc = ctx.toolchain()?;
+            let mut cmd = firmware::command(&root, tc, &b)?;
+            cmd.env("RUSTFLAGS", deny_warnings_rustflags());
+            cmd::run(&mut cmd)?;
+            let profile = if b.release { "release" } else { "dev" };
+            let path = tc.artifact_dir(&firmware::dir(&root), profile).join(b.bin);
+            if let Ok(s) = firmware::sizes(&path) {
+                firmware::print_sizes(&s);
+            }
+            if is_main {
+                *elf_out.borrow_mut() = Some(path);
+            }
+            Ok(())
+        })
+    };
+    vec![
+        build_step("firmware: build", device_build()),
+        Step::new("firmware: QEMU run (3 episodes, seed 1)", move |ctx| {
+            let elf = elf
+                .borrow()
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("the firmware was not built"))?;
+            let out = crate::toolchain::default_target_dir(&ctx.root).join(QEMU_LOG);
+            let result = crate::qemu::run(&crate::qemu::Run {
+                elf,
+                serial: Some(out.clone()),
+                icount: false,
+                timeout: std::time::Duration::from_secs(60),
+            })?;
+            print!("{}", result.console);
+            println!(
+                "{} bytes from UART0 in {}",
+                result.serial_bytes,
+                out.display()
+            );
+            Ok(())
+        }),
+        Step::new("firmware: QEMU log = tinyppo simulate", move |ctx| {
+            compare_with_simulate(ctx, &device_build())
+        }),
+        // Built last: they write the same ELF path as the run above.
+        build_step(
+            "firmware: build +real-io",
+            Build {
+                features: vec!["real-io"],
+                ..device_build()
+            },
+        ),
+        build_step(
+            "firmware: build board-f411 (STM32F411)",
+            Build {
+                bin: firmware::BOARD_BIN,
+                features: vec![firmware::BOARD_FEATURE],
+                ..device_build()
+            },
+        ),
+        build_step(
+            "firmware: build bench",
+            Build {
+                bin: firmware::BENCH_BIN,
+                features: vec!["bench"],
+                ..device_build()
+            },
+        ),
+    ]
+}
+
+/// Runs `tinyppo simulate` with the firmware's policy, plant, episodes and
+/// seed, and fails unless its log is byte-for-byte the QEMU run's (naming
+/// the first differing offset); both are decoded with `tinyppo logs
+/// decode --json`, which must agree as well.
+fn compare_with_simulate(ctx: &mut Ctx, b: &crate::firmware::Build) -> Result<()> {
+    use anyhow::{bail, Context};
+    // The `test` step built this binary already (tests/tests/cli.rs builds
+    // it with the test profile): a no-op then.
+    cmd::run(&mut ctx.cargo(&[
+        "build",
+        "--quiet",
+        "-p",
+        "tinyppo-trainer",
+        "--bin",
+        "tinyppo",
+        "--profile",
+        "test",
+    ]))?;
+    let target = crate::toolchain::default_target_dir(&ctx.root);
+    let bin = target
+        .join("debug")
+        .join(format!("tinyppo{}", std::env::consts::EXE_SUFFIX));
+    let device = target.join(QEMU_LOG);
+    let host = target.join("simulate-log.bin");
+    let policy = match &b.policy {
+        Some(p) => p.clone(),
+        None => crate::firmware::dir(&ctx.root).join("policies/pendulum.bin"),
+    };
+    let mut sim = Command::new(&bin);
+    sim.arg("simulate")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--env", &b.env])
+        .args(["--episodes", &b.episodes.to_string()])
+        .args(["--seed", &b.seed.to_string()])
+        .arg("--out")
+        .arg(&host);
+    if b.deterministic {
+        sim.arg("--deterministic");
+    }
+    cmd::run(&mut sim)?;
+    let decode = |file: &std::path::Path| -> Result<String> {
+        let mut c = Command::new(&bin);
+        c.args(["logs", "decode", "--json"]).arg(file);
+        let line = cmd::display(&c);
+        let out = c.output().with_context(|| format!("cannot run `{line}`"))?;
+        if !out.status.success() {
+            bail!(
+                "`{line}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // The file name is part of the report; the rest must agree.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(text.replace(&file.display().to_string(), "<log>"))
+    };
+    crate::qemu::compare_files(&device, &host)?;
+    let (device_json, host_json) = (decode(&device)?, decode(&host)?);
+    if device_json != host_json {
+        let line = device_json
+            .lines()
+            .zip(host_json.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        bail!(
+            "the logs are identical but `tinyppo logs decode --json` differs at line {}",
+            line + 1
+        );
+    }
+    println!("decoded: {}", device_json.trim());
+    Ok(())
+}
+
+/// Where the CI's QEMU run writes UART0, under the target directory.
+pub const QEMU_LOG: &str = "qemu-log.bin";
 
 /// The no_std builds of the runtime for the device: toolchain detection,
 /// then one `cargo build --lib` per feature set with `-D warnings`.

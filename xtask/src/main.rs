@@ -5,10 +5,15 @@
 //!   the runtime for `thumbv7em-none-eabihf`: the project's test command.
 //! - `cargo xtask check-thumb`: only the no_std builds.
 //! - `cargo xtask toolchain`: which toolchain builds for the device, and why.
+//! - `cargo xtask firmware|qemu|bench-mcu`: build the firmware, run it under
+//!   QEMU, count its instructions.
 
+mod bench_mcu;
 mod bench_train;
 mod ci;
 mod cmd;
+mod firmware;
+mod qemu;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -27,10 +32,23 @@ commands:
                 train every plant over N seeds (default 5) and print the
                 benchmark table (steps, seconds, steps/s, int8 eval return)
   toolchain     show which toolchain builds for thumbv7em-none-eabihf, and why
+  firmware [--policy FILE] [--env NAME] [--board f411] [--release]
+                build firmware/ with the policy blob embedded (default
+                firmware/policies/pendulum.bin) and print its size;
+                --board f411: the STM32F411 \"Black Pill\" binary
+  qemu [--policy FILE] [--env NAME] [--episodes N] [--seed S]
+       [--deterministic] [--timeout SECS] --out FILE
+                build the firmware (release) and run it under QEMU
+                (mps2-an386); UART0's log stream goes to FILE
+  check-firmware
+                only the firmware steps of ci: device builds, the QEMU run
+                and its comparison with `tinyppo simulate`
+  bench-mcu     instruction counts of act(), the device math table, firmware
+                size and RAM high-water, under QEMU -icount
   help          this text
 
 options:
-  --keep-going  (ci, check-thumb) run every step even after one fails
+  --keep-going  (ci, check-thumb, check-firmware) run every step even after one fails
 
 environment:
   TINYPPO_TOOLCHAIN=rustup|debian|auto   force how the thumb target is built
@@ -93,6 +111,13 @@ fn run() -> Result<()> {
             }
             bench_train::run(&root, &opts)
         }
+        ["check-firmware"] => {
+            let steps = ci::firmware_steps();
+            ci::run_steps(&mut ci::Ctx::new(root), "check-firmware", steps, keep_going)
+        }
+        ["firmware", rest @ ..] => firmware::run(&root, rest),
+        ["qemu", rest @ ..] => qemu::cli(&root, rest),
+        ["bench-mcu", rest @ ..] => bench_mcu::run(&root, rest),
         [] | ["help" | "-h" | "--help"] => {
             println!("{USAGE}");
             Ok(())

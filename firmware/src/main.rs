@@ -1,0 +1,216 @@
+//! The tinyppo firmware: runs the embedded policy on the simulated plant
+//! (`TINYPPO_ENV`, default pendulum) for the configured episodes, streams
+//! the rollout log frames on UART0, then exits through semihosting (status
+//! 0, or 1 with a message if the policy blob is refused or anything
+//! panics).
+//!
+//! The default build runs the runtime's `sim::run_simulated` as fast as the
+//! core goes: its byte stream is a pure function of blob, plant, episodes,
+//! seed and mode, so `tinyppo simulate` on the host writes the same bytes
+//! (CI compares them). With feature `real-io` the same control loop
+//! (`control::ControlLoop`) is paced by SysTick at the plant period and
+//! counts late ticks, as a board runs it; on a board the plant adapter is
+//! replaced by the runtime's `hal` sensor and actuator (README.md).
+//!
+//! The semihosting console (QEMU's stderr) gets one `key=value` summary
+//! line, parsed by `cargo xtask bench-mcu`.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::heprintln;
+use tinyppo_firmware::{config, exit, stack, uart::Uart0, POLICY_BLOB};
+use tinyppo_runtime::log::{Logger, MAX_FRAME_LEN};
+use tinyppo_runtime::sim::SimConfig;
+use tinyppo_runtime::Policy;
+
+/// Dimensions of the embedded policy, read from the blob by `build.rs`
+/// (which also checks them against the plant's).
+const OBS: usize = config::OBS;
+const ACT: usize = config::ACT;
+const HID: usize = config::HID;
+
+/// Log queue capacity (entries). The loop drains the queue after every
+/// tick, and a tick queues at most a transition and an episode end, so a
+/// small queue never drops.
+const LOG_CAP: usize = 4;
+
+#[cfg(tinyppo_plant = "pendulum")]
+type SimPlant = tinyppo_runtime::plants::Pendulum;
+#[cfg(tinyppo_plant = "mountain-car")]
+type SimPlant = tinyppo_runtime::plants::MountainCar;
+#[cfg(tinyppo_plant = "cartpole")]
+type SimPlant = tinyppo_runtime::plants::CartPole;
+#[cfg(tinyppo_plant = "dc-motor")]
+type SimPlant = tinyppo_runtime::plants::DcMotor;
+
+#[entry]
+fn main() -> ! {
+    stack::paint();
+    let Some(mut uart) = Uart0::take() else {
+        exit::failure(format_args!("UART0 taken twice"))
+    };
+    let policy = match Policy::<OBS, ACT, HID>::from_bytes(POLICY_BLOB) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut msg: heapless::String<160> = heapless::String::new();
+            // A message longer than the buffer is cut, never a failure.
+            let _ = core::fmt::write(&mut msg, format_args!("policy blob refused: {e}\r\n"));
+            uart.write_all(msg.as_bytes());
+            exit::failure(format_args!("policy blob refused: {e}"))
+        }
+    };
+    let cfg = SimConfig {
+        episodes: config::EPISODES,
+        seed: config::SEED,
+        deterministic: config::DETERMINISTIC,
+    };
+    let mut plant = SimPlant::new();
+    let mut sink = |frame: &[u8]| uart.write_all(frame);
+
+    #[cfg(not(feature = "real-io"))]
+    let (stats, late) = (
+        tinyppo_runtime::sim::run_simulated::<_, OBS, ACT, HID, LOG_CAP>(
+            &policy,
+            &mut plant,
+            config::PLANT_ID,
+            &cfg,
+            &mut sink,
+        ),
+        0u32,
+    );
+    #[cfg(feature = "real-io")]
+    let (stats, late) = {
+        let Some(mut cp) = cortex_m::Peripherals::take() else {
+            exit::failure(format_args!("core peripherals taken twice"))
+        };
+        paced::run(&policy, &mut plant, &cfg, &mut cp.SYST, &mut sink)
+    };
+
+    let hw = stack::high_water();
+    heprintln!(
+        "tinyppo-firmware: policy={:08x} plant={} episodes={} seed={} deterministic={} \
+         transitions={} dropped={} frames={} log_bytes={} mean_return_milli={} late_ticks={} \
+         stack_high_water={} stack_saturated={} log_buffers={}",
+        policy.id(),
+        config::PLANT,
+        stats.episodes,
+        config::SEED,
+        config::DETERMINISTIC,
+        stats.transitions,
+        stats.dropped,
+        stats.frames,
+        stats.bytes,
+        // Integer milli-units: formatting an f32 would pull ~14 KiB of
+        // float-printing code into flash.
+        (stats.mean_return * 1000.0) as i64,
+        late,
+        hw.bytes,
+        hw.saturated,
+        // The frame buffer and the queue live on the stack of the loop.
+        MAX_FRAME_LEN + core::mem::size_of::<Logger<OBS, ACT, LOG_CAP>>(),
+    );
+    if stats.dropped != 0 {
+        exit::failure(format_args!("{} log entries dropped", stats.dropped))
+    }
+    exit::success()
+}
+
+/// The control loop paced by SysTick at the plant period (`real-io`).
+#[cfg(feature = "real-io")]
+mod paced {
+    use cortex_m::peripheral::SYST;
+    use tinyppo_firmware::timing;
+    use tinyppo_runtime::control::ControlLoop;
+    use tinyppo_runtime::log::{encode_end, encode_header, Header, LOG_VERSION};
+    use tinyppo_runtime::plants::Plant;
+    use tinyppo_runtime::rng;
+    use tinyppo_runtime::sim::{PlantIo, SimStats};
+
+    use super::*;
+
+    /// Runs the episodes with one tick per plant period `DT` and returns the
+    /// statistics and the number of late ticks (a tick whose work, log
+    /// included, did not finish within its period; the next one then starts
+    /// at once instead of waiting).
+    ///
+    /// The stream has the frames of `sim::run_simulated` (header, then per
+    /// episode its transitions and end, the header again before every
+    /// later episode, the totals at the end). Here the plant is simulated;
+    /// on a board `io` is a `control::Io` of the runtime's `hal` adapters.
+    pub fn run<P: Plant<OBS, ACT>>(
+        policy: &Policy<'_, OBS, ACT, HID>,
+        plant: &mut P,
+        cfg: &SimConfig,
+        syst: &mut SYST,
+        sink: &mut impl FnMut(&[u8]),
+    ) -> (SimStats, u32) {
+        let period = (P::DT * timing::CORE_HZ as f32) as u32;
+        timing::start(syst, period.saturating_sub(1).max(1));
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let (mut frames, mut bytes) = (0u32, 0u32);
+        let mut emit = |frame: Option<&[u8]>| {
+            if let Some(f) = frame {
+                sink(f);
+                frames += 1;
+                bytes += f.len() as u32;
+            }
+        };
+        let header = Header {
+            log_version: LOG_VERSION,
+            policy_id: policy.id(),
+            plant: config::PLANT_ID,
+            obs_dim: OBS as u16,
+            act_dim: ACT as u16,
+            seed: cfg.seed,
+            deterministic: cfg.deterministic,
+        };
+        let mut rng = rng::seeded(cfg.seed);
+        let mut log = Logger::<OBS, ACT, LOG_CAP>::new();
+        let mut ctl = ControlLoop::new(policy, cfg.deterministic);
+        let mut io = PlantIo::new(plant);
+        let mut late = 0u32;
+        for _ in 0..cfg.episodes {
+            // The header opens the stream and is repeated before every
+            // later episode, as `run_simulated` does.
+            let n = encode_header(&header, &mut buf).ok();
+            emit(n.and_then(|n| buf.get(..n)));
+            io.reset(&mut rng);
+            // Start the first period now.
+            syst.clear_current();
+            let _ = syst.has_wrapped();
+            loop {
+                let tick = ctl.tick(&mut io, &mut rng, &mut log);
+                while let Ok(Some(n)) = log.encode_next(&mut buf) {
+                    emit(buf.get(..n));
+                }
+                if syst.has_wrapped() {
+                    late += 1;
+                } else {
+                    while !syst.has_wrapped() {}
+                }
+                if tick.done {
+                    break;
+                }
+            }
+        }
+        let n = encode_end(&ctl.totals(&log), &mut buf).ok();
+        emit(n.and_then(|n| buf.get(..n)));
+        let s = ctl.stats();
+        let stats = SimStats {
+            episodes: s.episodes,
+            transitions: s.transitions,
+            dropped: log.dropped(),
+            mean_return: if s.episodes == 0 {
+                0.0
+            } else {
+                (s.return_sum / s.episodes as f64) as f32
+            },
+            return_sum: s.return_sum,
+            nonfinite_obs: s.nonfinite_obs,
+            frames,
+            bytes,
+        };
+        (stats, late)
+    }
+}
