@@ -21,3 +21,8 @@ mod device_control;
 mod device_hal;
 mod device_log;
 mod device_sim;
+
+mod offpolicy_finetune;
+mod offpolicy_is;
+mod offpolicy_loss;
+mod offpolicy_vtrace;

@@ -2,8 +2,18 @@
 //!
 //! int8: per output row `s_r = max_c |w_rc| / 127`, `q_rc = round(w_rc / s_r)`
 //! (so `|w − s_r q| ≤ s_r/2`); an all-zero row gets `s_r = 1` and `q = 0`.
+//!
+//! **Policy index.** Every run directory keeps the history of the policies
+//! it exported, so that device logs (which name the acting policy only by
+//! its id) can be mapped to a version: [`PolicyIndex`] in
+//! `policies.json`, with every exported blob kept as `policy-<id>.bin`
+//! next to it (see `docs/OFFPOLICY.md`). `train` registers its final
+//! export, `finetune` each of its exports; versions count exports from 1.
+
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use tinyppo_runtime::format::{self, max_encoded_len, BlobSpec, LayerSpec, WeightsSpec};
 use tinyppo_runtime::Activation;
 
@@ -101,4 +111,161 @@ pub fn export_blob(state: &TrainState, quant: Quant) -> Result<Vec<u8>> {
         .context("encoding the policy blob")?;
     buf.truncate(n);
     Ok(buf)
+}
+
+/// File name of the policy index in a run directory.
+pub const INDEX_FILE: &str = "policies.json";
+
+/// File name under which a blob with policy id `id` is kept in a run
+/// directory (next to [`INDEX_FILE`]; a flat layout, so a run directory
+/// can be copied file by file).
+pub fn blob_file_name(id: u32) -> String {
+    format!("policy-{id:08x}.bin")
+}
+
+/// The policy id of a blob (CRC-32C of its payload, as stored in it).
+pub fn policy_id(blob: &[u8]) -> Result<u32> {
+    let b = tinyppo_runtime::Blob::parse(blob)
+        .map_err(|e| anyhow::anyhow!("invalid policy blob: {e}"))?;
+    Ok(b.policy_id)
+}
+
+/// One exported blob of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Export number of the run, from 1; the int8 and f32 blobs of one
+    /// export share it.
+    pub version: u32,
+    /// Policy id, 8 lowercase hex digits (as `tinyppo inspect` prints it).
+    pub id: String,
+    /// Weight encoding: `int8` or `f32`.
+    pub quant: String,
+    /// The blob's file, relative to the run directory.
+    pub file: String,
+    /// What exported it: `train`, `finetune` or `bootstrap` (an index
+    /// created for a run directory that had none).
+    pub origin: String,
+    /// Updates of the run at the export.
+    pub update: u64,
+    /// Environment steps of the run at the export.
+    pub global_step: u64,
+    /// Version this one was trained from (`None` for the first).
+    pub parent: Option<u32>,
+}
+
+/// The exports of a run directory, oldest first (`policies.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyIndex {
+    /// Index format, 1.
+    pub format: u32,
+    /// Every exported blob.
+    pub policies: Vec<PolicyRecord>,
+}
+
+impl PolicyIndex {
+    /// Reads `dir/policies.json`; `Ok(None)` if there is none.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(INDEX_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let idx: PolicyIndex = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a policy index", path.display()))?;
+        if idx.format != 1 {
+            bail!(
+                "{}: policy index format {}, this build reads 1",
+                path.display(),
+                idx.format
+            );
+        }
+        Ok(Some(idx))
+    }
+
+    /// Writes `dir/policies.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).context("serializing the policy index")?;
+        crate::checkpoint::write_atomic(&dir.join(INDEX_FILE), text.as_bytes())
+    }
+
+    /// The newest version (0 if nothing was exported yet).
+    pub fn latest_version(&self) -> u32 {
+        self.policies.iter().map(|r| r.version).max().unwrap_or(0)
+    }
+
+    /// The record of policy id `id`, if this run exported it.
+    pub fn find(&self, id: u32) -> Option<&PolicyRecord> {
+        let hex = format!("{id:08x}");
+        self.policies.iter().find(|r| r.id == hex)
+    }
+
+    /// The version of policy id `id`, if this run exported it.
+    pub fn version_of(&self, id: u32) -> Option<u32> {
+        self.find(id).map(|r| r.version)
+    }
+
+    /// The int8 record of the newest version, if any.
+    pub fn latest_int8(&self) -> Option<&PolicyRecord> {
+        let v = self.latest_version();
+        self.policies
+            .iter()
+            .find(|r| r.version == v && r.quant == "int8")
+    }
+
+    /// Registers one export (its blobs, e.g. int8 and f32) as the next
+    /// version: writes each blob to `dir/policy-<id>.bin` and the index.
+    /// If every blob is already the newest version (a `train --resume`
+    /// that ran no update), nothing changes. Returns the version.
+    pub fn register(
+        &mut self,
+        dir: &Path,
+        blobs: &[(&[u8], Quant)],
+        origin: &str,
+        update: u64,
+        global_step: u64,
+    ) -> Result<u32> {
+        let latest = self.latest_version();
+        let ids = blobs
+            .iter()
+            .map(|(b, _)| policy_id(b))
+            .collect::<Result<Vec<_>>>()?;
+        if latest > 0 && ids.iter().all(|&id| self.version_of(id) == Some(latest)) {
+            return Ok(latest);
+        }
+        let version = latest + 1;
+        for ((blob, quant), id) in blobs.iter().zip(ids) {
+            let file = blob_file_name(id);
+            crate::checkpoint::write_atomic(&dir.join(&file), blob)?;
+            self.policies.push(PolicyRecord {
+                version,
+                id: format!("{id:08x}"),
+                quant: match quant {
+                    Quant::Int8 => "int8",
+                    Quant::F32 => "f32",
+                }
+                .into(),
+                file,
+                origin: origin.into(),
+                update,
+                global_step,
+                parent: (latest > 0).then_some(latest),
+            });
+        }
+        self.format = 1;
+        self.save(dir)?;
+        Ok(version)
+    }
+}
+
+/// Registers the blobs of an export of `state` in `dir`'s index (created
+/// if missing) and returns the new version (see [`PolicyIndex::register`]).
+pub fn register_export(
+    dir: &Path,
+    state: &TrainState,
+    blobs: &[(&[u8], Quant)],
+    origin: &str,
+) -> Result<u32> {
+    let mut idx = PolicyIndex::load(dir)?.unwrap_or_default();
+    idx.register(dir, blobs, origin, state.update, state.global_step)
 }

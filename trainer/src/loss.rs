@@ -77,10 +77,10 @@ pub struct LossStats {
 pub struct Workspace {
     /// Compute the actor and critic halves on two threads (same results).
     pub parallel: bool,
-    actor: Cache,
-    critic: Cache,
-    dmu: Array2<f32>,
-    dv: Array2<f32>,
+    pub(crate) actor: Cache,
+    pub(crate) critic: Cache,
+    pub(crate) dmu: Array2<f32>,
+    pub(crate) dv: Array2<f32>,
 }
 
 impl Workspace {
@@ -211,7 +211,8 @@ fn actor_part(
 }
 
 /// Value loss; adds its gradient (times `vf_coef`) into `grad` (critic params).
-fn critic_part(
+/// (Shared with the decoupled loss of [`crate::offpolicy`].)
+pub(crate) fn critic_part(
     model: &ActorCritic,
     mb: &Minibatch,
     c: &LossCoefs,

@@ -11,8 +11,10 @@ use tinyppo_runtime::Blob;
 use tinyppo_trainer::checkpoint::{self, write_atomic};
 use tinyppo_trainer::config;
 use tinyppo_trainer::evaluate::{eval_blob, mean_std};
-use tinyppo_trainer::export::{export_blob, Quant};
+use tinyppo_trainer::export::{self, export_blob, register_export, PolicyIndex, Quant};
+use tinyppo_trainer::finetune::{finetune, FinetuneConfig, ImportReport, Progress};
 use tinyppo_trainer::logs;
+use tinyppo_trainer::offpolicy::IsCorrection;
 use tinyppo_trainer::ppo::{Trainer, UpdateMetrics};
 use tinyppo_trainer::report;
 
@@ -94,6 +96,10 @@ enum Cmd {
         #[arg(long)]
         deterministic: bool,
     },
+    /// Improve a run's policy from device rollout logs (off-policy PPO
+    /// with importance weights; docs/OFFPOLICY.md). Writes a checkpoint and
+    /// policy.bin (int8) as the run's next policy version.
+    Finetune(Box<FinetuneArgs>),
     /// Work with device rollout logs.
     Logs {
         #[command(subcommand)]
@@ -145,6 +151,75 @@ struct TrainArgs {
     checkpoint_secs: f64,
 }
 
+#[derive(clap::Args)]
+struct FinetuneArgs {
+    /// Run directory holding checkpoint.bin (and its policies.json).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Device log files (each one stream of frames).
+    #[arg(long, required = true, num_args = 1..)]
+    logs: Vec<PathBuf>,
+    /// Write the fine-tuned run here (a copy of the run's history plus the
+    /// new version) instead of updating the run in place.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Iterations: each freezes π_prox and runs the epochs over the data.
+    #[arg(long, default_value_t = FinetuneConfig::default().iterations)]
+    iterations: usize,
+    /// Drop records of policies more than L versions old.
+    #[arg(long, value_name = "L", default_value_t = FinetuneConfig::default().max_lag)]
+    max_lag: u32,
+    /// Off-policy correction of the advantages and the loss weights.
+    #[arg(long, value_enum, default_value_t = IsCorrection::Vtrace)]
+    is_correction: IsCorrection,
+    /// ρ̄: truncation of ρ on δ in the V-trace value target.
+    #[arg(long, default_value_t = FinetuneConfig::default().rho_bar)]
+    rho_bar: f32,
+    /// c̄: truncation of the traces c = min(c̄, ρ).
+    #[arg(long, default_value_t = FinetuneConfig::default().c_bar)]
+    c_bar: f32,
+    /// w̄: truncation of the loss weights.
+    #[arg(long, default_value_t = FinetuneConfig::default().w_bar)]
+    w_bar: f32,
+    /// Discount γ (default: the run's).
+    #[arg(long)]
+    gamma: Option<f32>,
+    /// λ of the traces (default: the run's gae_lambda).
+    #[arg(long)]
+    lambda: Option<f32>,
+    /// PPO clip ε (default: the run's clip_coef).
+    #[arg(long)]
+    clip_coef: Option<f32>,
+    /// Adam learning rate (constant).
+    #[arg(long, default_value_t = FinetuneConfig::default().learning_rate)]
+    learning_rate: f32,
+    /// Epochs per iteration (default: the run's update_epochs).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Minibatches per epoch (default: the run's num_minibatches).
+    #[arg(long)]
+    minibatches: Option<usize>,
+    /// Entropy coefficient (default: the run's ent_coef).
+    #[arg(long)]
+    ent_coef: Option<f32>,
+    /// Early stop of an iteration's epochs on approx-KL (default: the run's target_kl).
+    #[arg(long)]
+    target_kl: Option<f32>,
+    /// Fresh simulated on-policy episodes mixed into every iteration.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    mix_onpolicy: u32,
+    /// Seed of shuffling and on-policy simulation (default: the run's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep records of policy ids the run's index does not know, with
+    /// their logged log μ (default: drop them).
+    #[arg(long)]
+    keep_unknown: bool,
+    /// No progress lines or summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -171,6 +246,7 @@ fn main() -> ExitCode {
             out,
             deterministic,
         } => simulate(&policy, &env, episodes, seed, &out, deterministic),
+        Cmd::Finetune(a) => finetune_cmd(*a),
         Cmd::Logs {
             cmd: LogsCmd::Decode { files, json },
         } => logs_decode(&files, json),
@@ -281,6 +357,13 @@ fn train(a: TrainArgs) -> Result<()> {
     let f32b = export_blob(&trainer.state, Quant::F32)?;
     write_atomic(&out.join("policy.bin"), &int8)?;
     write_atomic(&out.join("policy-f32.bin"), &f32b)?;
+    // The run's policy history: devices name the acting policy by id only.
+    let version = register_export(
+        &out,
+        &trainer.state,
+        &[(&int8, Quant::Int8), (&f32b, Quant::F32)],
+        "train",
+    )?;
     report::learning_curve(&out.join("learning-curve.png"), &cfg.env, &rows)?;
     if !a.quiet {
         let rets = eval_blob(
@@ -297,10 +380,11 @@ fn train(a: TrainArgs) -> Result<()> {
             rets.len()
         );
         println!(
-            "time: {:.2} s rollouts, {:.2} s updates; wrote {}",
+            "time: {:.2} s rollouts, {:.2} s updates; wrote {} (policy version {version}, id {:08x})",
             trainer.seconds.0,
             trainer.seconds.1,
-            out.display()
+            out.display(),
+            export::policy_id(&int8)?
         );
     }
     Ok(())
@@ -475,5 +559,122 @@ fn logs_decode(files: &[PathBuf], json: bool) -> Result<()> {
         .map(|id| format!("{id:08x}"))
         .collect();
     println!("policy ids      {}", ids.join(", "));
+    Ok(())
+}
+
+fn print_import(r: &ImportReport, max_lag: u32) {
+    println!(
+        "imported {} records: {} steps in {} fragments; lag histogram (versions behind: steps) {}",
+        r.records,
+        r.used,
+        r.fragments,
+        if r.lag_hist.is_empty() {
+            "-".to_string()
+        } else {
+            r.lag_hist_string()
+        }
+    );
+    println!(
+        "dropped: {} older than --max-lag {max_lag}, {} of unknown policies{}, {} deterministic, \
+         {} of another plant, {} non-finite, {} duplicate, {} without successor",
+        r.dropped_lag,
+        r.unknown_records(),
+        if r.unknown_kept { " (kept)" } else { "" },
+        r.deterministic,
+        r.wrong_stream,
+        r.nonfinite,
+        r.duplicates,
+        r.no_successor
+    );
+    for (id, n) in &r.unknown {
+        println!("unknown policy id {id}: {n} records (not in this run's policies.json)");
+    }
+    println!(
+        "behaviour log-prob recomputed for {} records: {} mismatches (> tolerance), max |diff| {:.3e}{}",
+        r.compared,
+        r.mismatches,
+        r.max_abs_diff,
+        if r.blob_missing > 0 {
+            format!("; {} records of known ids without their blob file", r.blob_missing)
+        } else {
+            String::new()
+        }
+    );
+    if r.mismatches > 0 {
+        println!(
+            "warning: the device and the host disagree about the behaviour policy of {} records",
+            r.mismatches
+        );
+    }
+}
+
+fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
+    let fc = FinetuneConfig {
+        iterations: a.iterations,
+        max_lag: a.max_lag,
+        correction: a.is_correction,
+        rho_bar: a.rho_bar,
+        c_bar: a.c_bar,
+        w_bar: a.w_bar,
+        gamma: a.gamma,
+        gae_lambda: a.lambda,
+        clip_coef: a.clip_coef,
+        learning_rate: a.learning_rate,
+        update_epochs: a.epochs,
+        num_minibatches: a.minibatches,
+        ent_coef: a.ent_coef,
+        target_kl: a.target_kl,
+        mix_onpolicy: a.mix_onpolicy,
+        seed: a.seed,
+        keep_unknown: a.keep_unknown,
+        ..FinetuneConfig::default()
+    };
+    let quiet = a.quiet;
+    let mut progress = |p: Progress| {
+        if quiet {
+            return;
+        }
+        match p {
+            Progress::Imported(r) => print_import(r, fc.max_lag),
+            Progress::Iteration(m, k) => println!("{}", m.progress_line(k)),
+        }
+    };
+    let o = finetune(&a.checkpoint, a.out.as_deref(), &a.logs, &fc, &mut progress)?;
+    if !quiet {
+        let state = checkpoint::load(&o.out_dir)?;
+        let idx =
+            PolicyIndex::load(&o.out_dir)?.context("policies.json missing after fine-tune")?;
+        let blob_of = |v: u32| -> Result<Option<Vec<u8>>> {
+            match idx
+                .policies
+                .iter()
+                .find(|r| r.version == v && r.quant == "int8")
+            {
+                Some(r) => Ok(Some(std::fs::read(o.out_dir.join(&r.file))?)),
+                None => Ok(None),
+            }
+        };
+        let seed = state.cfg.seed.wrapping_add(10_000);
+        let n = state.cfg.eval_episodes;
+        let mut line = String::new();
+        if let Some(b) = blob_of(o.parent_version)? {
+            let (m, _) = mean_std(&eval_blob(&b, &state.cfg.env, n, seed, false)?);
+            line = format!("version {}: {m:.1} -> ", o.parent_version);
+        }
+        if let Some(b) = blob_of(o.version)? {
+            let (m, s) = mean_std(&eval_blob(&b, &state.cfg.env, n, seed, false)?);
+            println!(
+                "int8 policy mean return over {n} episodes: {line}version {}: {m:.1} ± {s:.1}",
+                o.version
+            );
+        }
+        println!(
+            "wrote {}: policy version {} (id {:08x}, from version {}), checkpoint, metrics.csv",
+            o.out_dir.display(),
+            o.version,
+            o.policy_id,
+            o.parent_version
+        );
+    }
     Ok(())
 }

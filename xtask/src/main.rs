@@ -13,6 +13,7 @@ mod bench_train;
 mod ci;
 mod cmd;
 mod firmware;
+mod loop_cmd;
 mod qemu;
 mod toolchain;
 
@@ -45,6 +46,7 @@ commands:
                 and its comparison with `tinyppo simulate`
   bench-mcu     instruction counts of act(), the device math table, firmware
                 size and RAM high-water, under QEMU -icount
+  loop …        the off-policy loop benchmark (see below)
   help          this text
 
 options:
@@ -118,8 +120,12 @@ fn run() -> Result<()> {
         ["firmware", rest @ ..] => firmware::run(&root, rest),
         ["qemu", rest @ ..] => qemu::cli(&root, rest),
         ["bench-mcu", rest @ ..] => bench_mcu::run(&root, rest),
+        ["loop", rest @ ..] => loop_cmd::run(&root, &loop_cmd::LoopOpts::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
-            println!("{USAGE}");
+            println!(
+                "{USAGE}\n\nthe off-policy loop benchmark:\n{}",
+                loop_cmd::USAGE
+            );
             Ok(())
         }
         other => bail!("unknown arguments `{}`\n\n{USAGE}", other.join(" ")),

@@ -1,0 +1,814 @@
+//! `tinyppo finetune`: improve a run's policy from device rollout logs.
+//!
+//! 1. **Import** ([`import_log`], in [`import`]): decoded transitions are
+//!    checked, mapped to policy versions through the run's [`PolicyIndex`],
+//!    filtered by `--max-lag` and grouped into time-ordered fragments with
+//!    bootstrap observations; `log μ` is recomputed where the blob is known.
+//! 2. **Updates** ([`finetune`]): each iteration freezes `π_prox` = the
+//!    current policy, computes `log ρ = log π_prox − log μ`, the weights,
+//!    advantages and value targets of the chosen [`IsCorrection`]
+//!    ([`crate::offpolicy`]), then runs epochs of shuffled minibatches of
+//!    [`decoupled_ppo_loss`] with Adam, as the trainer does.
+//! 3. **Output**: a checkpoint, `policy.bin` (int8) and `policy-f32.bin`,
+//!    registered as the next version in the index, and one `metrics.csv`
+//!    row per iteration.
+//!
+//! Observations are normalized with the checkpoint's statistics, frozen
+//! for the fine-tune ([`import`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ndarray::ArrayView2;
+use rand::{Rng, RngCore};
+use tinyppo_runtime::rng::seeded;
+use tinyppo_runtime::sim::SimConfig;
+
+use crate::checkpoint::{self, write_atomic};
+use crate::export::{export_blob, policy_id, PolicyIndex, Quant};
+use crate::gae::{gae, GaeInput};
+use crate::logs::{decode_files, decode_stream, simulate_blob};
+use crate::loss::{LossCoefs, LossStats, Minibatch, Workspace};
+use crate::offpolicy::{
+    decoupled_ppo_loss, ess_fraction, ess_fraction_log, kl_behaviour_prox, log_probs_and_values,
+    per_decision_weights, single_ratio_weights, values_of, vtrace, IsCorrection, TraceInput,
+};
+use crate::optim::clip_grad_norm;
+use crate::ppo::TrainState;
+
+pub mod import;
+pub use import::{import_log, runtime_log_probs, Dataset, ImportCtx, ImportReport};
+
+/// Options of a fine-tune. `None` means "the checkpoint's configuration".
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinetuneConfig {
+    /// Iterations (updates): each freezes `π_prox` and runs the epochs.
+    pub iterations: usize,
+    /// Drop records of policies more than this many versions old.
+    pub max_lag: u32,
+    /// Off-policy correction.
+    pub correction: IsCorrection,
+    /// ρ̄: truncation of `ρ` on `δ` in the V-trace value target.
+    pub rho_bar: f32,
+    /// c̄: truncation of the traces `c = min(c̄, ρ)`.
+    pub c_bar: f32,
+    /// w̄: truncation of the loss weights `w = min(w̄, ·)`.
+    pub w_bar: f32,
+    /// Discount γ.
+    pub gamma: Option<f32>,
+    /// λ of the traces (GAE and V-trace).
+    pub gae_lambda: Option<f32>,
+    /// PPO clip ε (of `π_θ/π_prox`).
+    pub clip_coef: Option<f32>,
+    /// Adam learning rate (constant over the fine-tune).
+    pub learning_rate: f32,
+    /// Epochs per iteration.
+    pub update_epochs: Option<usize>,
+    /// Minibatches per epoch.
+    pub num_minibatches: Option<usize>,
+    /// Entropy coefficient.
+    pub ent_coef: Option<f32>,
+    /// Stop an iteration's epochs when approx-KL(π_prox‖π_θ) exceeds this (0 = off).
+    pub target_kl: Option<f32>,
+    /// Fresh simulated on-policy episodes (the current policy's int8
+    /// export, through the device control loop) mixed into every iteration.
+    pub mix_onpolicy: u32,
+    /// Seed of minibatch shuffling and of the on-policy simulations
+    /// (default: the run's seed).
+    pub seed: Option<u64>,
+    /// Keep records of policy ids the index does not know (with the logged
+    /// `log μ`, lag "unknown") instead of dropping them.
+    pub keep_unknown: bool,
+    /// `|logged − recomputed log μ|` above which a record counts as a mismatch.
+    pub mu_tolerance: f32,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            iterations: 10,
+            max_lag: 8,
+            correction: IsCorrection::Vtrace,
+            rho_bar: 1.0,
+            c_bar: 1.0,
+            w_bar: 1.0,
+            gamma: None,
+            gae_lambda: None,
+            clip_coef: None,
+            learning_rate: 3e-4,
+            update_epochs: None,
+            num_minibatches: None,
+            ent_coef: None,
+            target_kl: None,
+            mix_onpolicy: 0,
+            seed: None,
+            keep_unknown: false,
+            mu_tolerance: 1e-4,
+        }
+    }
+}
+
+/// Metrics of one fine-tune iteration (one `metrics.csv` row). The first
+/// columns are the trainer's ([`crate::ppo::UpdateMetrics`]), so the file
+/// stays readable by `train --resume`.
+#[derive(Debug, Clone, Default)]
+pub struct FinetuneMetrics {
+    /// Update index of the run (fine-tune iterations count as updates).
+    pub update: u64,
+    /// Environment steps of the run (on-policy mixing adds its steps).
+    pub global_step: u64,
+    /// Mean return of the complete episodes in the imported logs.
+    pub episodic_return: f64,
+    /// Mean return of this iteration's on-policy episodes (NaN without mixing).
+    pub onpolicy_return: f64,
+    /// Complete episodes in the data.
+    pub episodes: u32,
+    /// Learning rate.
+    pub learning_rate: f32,
+    /// Minibatch means of the loss terms and diagnostics.
+    pub losses: LossStats,
+    /// `1 − Var(v − V)/Var(v)` of the value targets.
+    pub explained_variance: f32,
+    /// Mean gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Epochs run.
+    pub epochs: u32,
+    /// Mean σ of the policy.
+    pub std: f32,
+    /// Samples per second of the iteration's optimization.
+    pub sps: f64,
+    /// Iteration of this fine-tune (1-based).
+    pub iteration: u32,
+    /// Correction used.
+    pub correction: &'static str,
+    /// Steps learned from (logs + on-policy).
+    pub samples: usize,
+    /// On-policy steps among them.
+    pub onpolicy_samples: usize,
+    /// Fragments.
+    pub fragments: usize,
+    /// ESS/N of the raw ratios `ρ = π_prox/μ`.
+    pub ess: f64,
+    /// ESS/N of the loss weights `w`.
+    pub ess_weights: f64,
+    /// Fraction of samples whose weight was truncated at w̄.
+    pub truncated_frac: f64,
+    /// Fraction of traces cut (`ρ > c̄`).
+    pub trace_cut_frac: f64,
+    /// Largest loss weight.
+    pub weight_max: f32,
+    /// k3 estimate of KL(μ ‖ π_prox).
+    pub kl_mu_prox: f64,
+    /// Mean lag of the logged steps (known ids).
+    pub lag_mean: f64,
+    /// Histogram `lag:count` of the logged steps.
+    pub lag_hist: String,
+    /// Records dropped as older than `max_lag`.
+    pub dropped_lag: usize,
+    /// Records of unknown policy ids.
+    pub unknown: usize,
+    /// `log μ` mismatches (logged vs recomputed).
+    pub mu_mismatches: usize,
+    /// Largest `|logged − recomputed log μ|`.
+    pub mu_max_abs_diff: f32,
+}
+
+impl FinetuneMetrics {
+    /// `(column, value)` pairs of the `metrics.csv` row: the trainer's
+    /// columns, then `offpolicy/*`.
+    pub fn columns(&self) -> Vec<(&'static str, String)> {
+        let l = &self.losses;
+        vec![
+            ("update", self.update.to_string()),
+            ("global_step", self.global_step.to_string()),
+            ("charts/episodic_return", self.episodic_return.to_string()),
+            ("charts/recent_return", self.onpolicy_return.to_string()),
+            ("charts/episodes", self.episodes.to_string()),
+            ("charts/learning_rate", self.learning_rate.to_string()),
+            ("losses/policy_loss", l.pg_loss.to_string()),
+            ("losses/value_loss", l.v_loss.to_string()),
+            ("losses/entropy", l.entropy.to_string()),
+            ("losses/approx_kl", l.approx_kl.to_string()),
+            ("losses/old_approx_kl", l.old_approx_kl.to_string()),
+            ("losses/clipfrac", l.clipfrac.to_string()),
+            (
+                "losses/explained_variance",
+                self.explained_variance.to_string(),
+            ),
+            ("losses/grad_norm", self.grad_norm.to_string()),
+            ("charts/epochs", self.epochs.to_string()),
+            ("charts/action_std", self.std.to_string()),
+            ("charts/sps", self.sps.to_string()),
+            ("offpolicy/iteration", self.iteration.to_string()),
+            ("offpolicy/correction", self.correction.to_string()),
+            ("offpolicy/samples", self.samples.to_string()),
+            (
+                "offpolicy/onpolicy_samples",
+                self.onpolicy_samples.to_string(),
+            ),
+            ("offpolicy/fragments", self.fragments.to_string()),
+            ("offpolicy/ess", self.ess.to_string()),
+            ("offpolicy/ess_weights", self.ess_weights.to_string()),
+            ("offpolicy/truncated_frac", self.truncated_frac.to_string()),
+            ("offpolicy/trace_cut_frac", self.trace_cut_frac.to_string()),
+            ("offpolicy/weight_max", self.weight_max.to_string()),
+            ("offpolicy/kl_mu_prox", self.kl_mu_prox.to_string()),
+            ("offpolicy/lag_mean", self.lag_mean.to_string()),
+            ("offpolicy/lag_hist", self.lag_hist.clone()),
+            ("offpolicy/dropped_lag", self.dropped_lag.to_string()),
+            ("offpolicy/unknown", self.unknown.to_string()),
+            ("offpolicy/mu_mismatches", self.mu_mismatches.to_string()),
+            (
+                "offpolicy/mu_max_abs_diff",
+                self.mu_max_abs_diff.to_string(),
+            ),
+        ]
+    }
+
+    /// The progress line.
+    pub fn progress_line(&self, iterations: usize) -> String {
+        format!(
+            "iter {}/{iterations} [{}] N {} | ess {:.3} trunc {:.3} | kl(μ‖prox) {:.4} | clipfrac {:.3} approx_kl {:.4} | v_loss {:.4} | lag {}{}",
+            self.iteration,
+            self.correction,
+            self.samples,
+            self.ess,
+            self.truncated_frac,
+            self.kl_mu_prox,
+            self.losses.clipfrac,
+            self.losses.approx_kl,
+            self.losses.v_loss,
+            if self.lag_hist.is_empty() { "-" } else { &self.lag_hist },
+            if self.onpolicy_return.is_finite() {
+                format!(" | on-policy return {:.1}", self.onpolicy_return)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// Appends rows to a `metrics.csv`, adding the columns it lacks (older
+/// rows get empty cells in them); the file is rewritten atomically.
+pub fn append_metrics(src: &Path, dst: &Path, rows: &[FinetuneMetrics]) -> Result<()> {
+    let (mut header, mut old): (Vec<String>, Vec<Vec<String>>) = (Vec::new(), Vec::new());
+    if src.exists() {
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(src)
+            .with_context(|| format!("reading {}", src.display()))?;
+        header = r
+            .headers()
+            .with_context(|| format!("reading {}", src.display()))?
+            .iter()
+            .map(String::from)
+            .collect();
+        for rec in r.records() {
+            let rec = rec.with_context(|| format!("parsing {}", src.display()))?;
+            old.push(rec.iter().map(String::from).collect());
+        }
+    }
+    for (k, _) in rows.first().map(|r| r.columns()).unwrap_or_default() {
+        if !header.iter().any(|h| h == k) {
+            header.push(k.to_string());
+        }
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&header)?;
+    for mut rec in old {
+        rec.resize(header.len(), String::new());
+        w.write_record(&rec)?;
+    }
+    for row in rows {
+        let cols = row.columns();
+        let rec: Vec<String> = header
+            .iter()
+            .map(|h| {
+                cols.iter()
+                    .find(|(k, _)| k == h)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        w.write_record(&rec)?;
+    }
+    let bytes = w.into_inner().context("flushing metrics")?;
+    write_atomic(dst, &bytes)
+}
+
+/// What a fine-tune produced.
+#[derive(Debug, Clone)]
+pub struct FinetuneOutcome {
+    /// The run directory written.
+    pub out_dir: PathBuf,
+    /// Version of the new export.
+    pub version: u32,
+    /// Its int8 policy id.
+    pub policy_id: u32,
+    /// Version fine-tuned from.
+    pub parent_version: u32,
+    /// The import of the logs.
+    pub report: ImportReport,
+    /// One row per iteration.
+    pub rows: Vec<FinetuneMetrics>,
+}
+
+/// Loads a run's index, or makes one (version 1, origin `bootstrap`) from
+/// its `policy.bin`/`policy-f32.bin` or, without them, from an export of
+/// the checkpoint. Returns the index and the blob bytes by id.
+fn load_index(dir: &Path, state: &TrainState) -> Result<(PolicyIndex, BTreeMap<u32, Vec<u8>>)> {
+    let mut blobs = BTreeMap::new();
+    if let Some(idx) = PolicyIndex::load(dir)? {
+        for r in &idx.policies {
+            let id = u32::from_str_radix(&r.id, 16)
+                .with_context(|| format!("policies.json: bad policy id {:?}", r.id))?;
+            if let Ok(b) = std::fs::read(dir.join(&r.file)) {
+                if policy_id(&b).ok() == Some(id) {
+                    blobs.insert(id, b);
+                }
+            }
+        }
+        return Ok((idx, blobs));
+    }
+    let mut found = Vec::new();
+    for (f, q) in [("policy.bin", Quant::Int8), ("policy-f32.bin", Quant::F32)] {
+        if let Ok(b) = std::fs::read(dir.join(f)) {
+            if policy_id(&b).is_ok() {
+                found.push((b, q));
+            }
+        }
+    }
+    if found.is_empty() {
+        found.push((export_blob(state, Quant::Int8)?, Quant::Int8));
+        found.push((export_blob(state, Quant::F32)?, Quant::F32));
+    }
+    // In memory first; written (with the blob files) to the output directory.
+    let mut idx = PolicyIndex {
+        format: 1,
+        policies: Vec::new(),
+    };
+    for (b, q) in &found {
+        let id = policy_id(b)?;
+        idx.policies.push(crate::export::PolicyRecord {
+            version: 1,
+            id: format!("{id:08x}"),
+            quant: if *q == Quant::Int8 { "int8" } else { "f32" }.into(),
+            file: crate::export::blob_file_name(id),
+            origin: "bootstrap".into(),
+            update: state.update,
+            global_step: state.global_step,
+            parent: None,
+        });
+        blobs.insert(id, b.to_vec());
+    }
+    Ok((idx, blobs))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Runs a fine-tune of the run in `ckpt_dir` from the log files `logs`,
+/// writing to `out_dir` (default: `ckpt_dir` itself). `progress` sees every
+/// iteration's metrics and the import report once.
+pub fn finetune(
+    ckpt_dir: &Path,
+    out_dir: Option<&Path>,
+    logs: &[PathBuf],
+    fc: &FinetuneConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<FinetuneOutcome> {
+    let mut state = checkpoint::load(ckpt_dir)?;
+    let (mut idx, blobs) = load_index(ckpt_dir, &state)?;
+    let out = out_dir.unwrap_or(ckpt_dir).to_path_buf();
+    let in_place = out_dir.is_none() || same_dir(ckpt_dir, &out);
+    if !in_place && out.join("checkpoint.bin").exists() {
+        bail!(
+            "{} already holds a run; pass an empty directory to --out, or omit --out to fine-tune in place",
+            out.display()
+        );
+    }
+    let cfg = state.cfg.clone();
+    let versions: BTreeMap<u32, u32> = idx
+        .policies
+        .iter()
+        .filter_map(|r| Some((u32::from_str_radix(&r.id, 16).ok()?, r.version)))
+        .collect();
+    let current = idx.latest_version();
+    let log = decode_files(logs)?;
+    let ctx = ImportCtx::of_state(&state, &versions, &blobs, current, fc);
+    let (logs_ds, report) = import_log(&log, &ctx)?;
+    progress(Progress::Imported(&report));
+    if logs_ds.len() < 2 && fc.mix_onpolicy == 0 {
+        bail!(
+            "no usable steps in the logs ({} records: {} older than --max-lag {}, {} of unknown policies, {} deterministic, {} of another plant, {} without successor)",
+            report.records,
+            report.dropped_lag,
+            fc.max_lag,
+            report.unknown_records(),
+            report.deterministic,
+            report.wrong_stream,
+            report.no_successor
+        );
+    }
+
+    let gamma = fc.gamma.unwrap_or(cfg.gamma);
+    let lambda = fc.gae_lambda.unwrap_or(cfg.gae_lambda);
+    let coefs = LossCoefs {
+        clip_coef: fc.clip_coef.unwrap_or(cfg.clip_coef),
+        clip_vloss: cfg.clip_vloss,
+        ent_coef: fc.ent_coef.unwrap_or(cfg.ent_coef),
+        vf_coef: cfg.vf_coef,
+        norm_adv: cfg.norm_adv,
+    };
+    let epochs = fc.update_epochs.unwrap_or(cfg.update_epochs).max(1);
+    let minibatches = fc.num_minibatches.unwrap_or(cfg.num_minibatches).max(1);
+    let target_kl = fc.target_kl.unwrap_or(cfg.target_kl);
+    let lr = fc.learning_rate;
+    for (name, v) in [
+        ("learning rate", lr),
+        ("w̄", fc.w_bar),
+        ("ρ̄", fc.rho_bar),
+        ("c̄", fc.c_bar),
+    ] {
+        if v.is_nan() || v <= 0.0 {
+            bail!("{name} must be positive, got {v}");
+        }
+    }
+    let mut rng = seeded(fc.seed.unwrap_or(cfg.seed));
+    let parent_version = current;
+    let mut ws = Workspace::new(cfg.threads > 1);
+    let mut rows = Vec::new();
+
+    for it in 1..=fc.iterations {
+        let t0 = std::time::Instant::now();
+        let mut data = logs_ds.clone();
+        let mut onpolicy_return = f64::NAN;
+        let mut onpolicy_samples = 0;
+        if fc.mix_onpolicy > 0 {
+            let blob = export_blob(&state, Quant::Int8)?;
+            let id = policy_id(&blob)?;
+            let sim_cfg = SimConfig {
+                episodes: fc.mix_onpolicy,
+                seed: rng.next_u64(),
+                deterministic: false,
+            };
+            let (bytes, st) = simulate_blob(&blob, &cfg.env, &sim_cfg)?;
+            let fresh_log = decode_stream(&bytes);
+            let v = BTreeMap::from([(id, current)]);
+            let b = BTreeMap::from([(id, blob)]);
+            let fctx = ImportCtx::of_state(&state, &v, &b, current, fc);
+            let (mut fresh, _) = import_log(&fresh_log, &fctx)?;
+            // charts/episodic_return stays the logs' (behaviour) return.
+            fresh.episode_returns.clear();
+            onpolicy_return = st.mean_return as f64;
+            onpolicy_samples = fresh.len();
+            state.global_step += st.transitions as u64;
+            data.extend(&fresh);
+        }
+        let n = data.len();
+        if n < 2 {
+            bail!("fine-tune iteration {it}: fewer than 2 usable steps");
+        }
+        let row = update(
+            &mut state,
+            &data,
+            fc,
+            &coefs,
+            (gamma, lambda, lr, epochs, minibatches, target_kl),
+            &mut rng,
+            &mut ws,
+        )
+        .with_context(|| format!("fine-tune diverged at iteration {it}"))?;
+        let lags: Vec<u32> = logs_ds.lag.iter().flatten().copied().collect();
+        let ep = &data.episode_returns;
+        let m = FinetuneMetrics {
+            update: state.update,
+            global_step: state.global_step,
+            episodic_return: if ep.is_empty() {
+                f64::NAN
+            } else {
+                ep.iter().sum::<f64>() / ep.len() as f64
+            },
+            onpolicy_return,
+            episodes: ep.len() as u32,
+            learning_rate: lr,
+            sps: n as f64 * row.epochs as f64 / t0.elapsed().as_secs_f64(),
+            iteration: it as u32,
+            correction: fc.correction.name(),
+            samples: n,
+            onpolicy_samples,
+            fragments: data.fragments(),
+            lag_mean: if lags.is_empty() {
+                f64::NAN
+            } else {
+                lags.iter().map(|&l| l as f64).sum::<f64>() / lags.len() as f64
+            },
+            lag_hist: report.lag_hist_string(),
+            dropped_lag: report.dropped_lag,
+            unknown: report.unknown_records(),
+            mu_mismatches: report.mismatches,
+            mu_max_abs_diff: report.max_abs_diff,
+            ..row
+        };
+        progress(Progress::Iteration(&m, fc.iterations));
+        rows.push(m);
+    }
+
+    // Nothing is written before the updates succeeded. The index and its
+    // blobs live in the output directory from here on.
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if !in_place {
+        if let Ok(b) = std::fs::read(ckpt_dir.join("config.toml")) {
+            write_atomic(&out.join("config.toml"), &b)?;
+        }
+    }
+    for r in &idx.policies {
+        let id = u32::from_str_radix(&r.id, 16).unwrap_or_default();
+        if let Some(b) = blobs.get(&id) {
+            if !out.join(&r.file).exists() {
+                write_atomic(&out.join(&r.file), b)?;
+            }
+        }
+    }
+    checkpoint::save(&out, &state)?;
+    let int8 = export_blob(&state, Quant::Int8)?;
+    let f32b = export_blob(&state, Quant::F32)?;
+    write_atomic(&out.join("policy.bin"), &int8)?;
+    write_atomic(&out.join("policy-f32.bin"), &f32b)?;
+    let version = idx.register(
+        &out,
+        &[(&int8, Quant::Int8), (&f32b, Quant::F32)],
+        "finetune",
+        state.update,
+        state.global_step,
+    )?;
+    append_metrics(
+        &ckpt_dir.join("metrics.csv"),
+        &out.join("metrics.csv"),
+        &rows,
+    )?;
+    let record = serde_json::json!({
+        "version": version,
+        "parent": parent_version,
+        "logs": logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "config": fc,
+        "import": &report,
+    });
+    write_atomic(
+        &out.join(format!("finetune-v{version}.json")),
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+    )?;
+    Ok(FinetuneOutcome {
+        out_dir: out,
+        version,
+        policy_id: policy_id(&int8)?,
+        parent_version,
+        report,
+        rows,
+    })
+}
+
+/// What [`finetune`] reports while it runs.
+pub enum Progress<'a> {
+    /// The logs were imported.
+    Imported(&'a ImportReport),
+    /// An iteration finished (its metrics, the number of iterations).
+    Iteration(&'a FinetuneMetrics, usize),
+}
+
+/// One iteration on `data`: freeze `π_prox` and `V`, weights and
+/// advantages, then the epochs. Returns the loss/diagnostic part of the row.
+fn update(
+    state: &mut TrainState,
+    data: &Dataset,
+    fc: &FinetuneConfig,
+    coefs: &LossCoefs,
+    (gamma, lambda, lr, epochs, minibatches, target_kl): (f32, f32, f32, usize, usize, f32),
+    rng: &mut impl Rng,
+    ws: &mut Workspace,
+) -> Result<FinetuneMetrics> {
+    let (n, od, ad) = (data.len(), data.obs_dim, data.act_dim);
+    let model = &state.model;
+    let obs = ArrayView2::from_shape((n, od), &data.obs).expect("rows");
+    let next_obs = ArrayView2::from_shape((n, od), &data.next_obs).expect("rows");
+    let actions = ArrayView2::from_shape((n, ad), &data.actions).expect("rows");
+    let (mut logp_prox, mut values, mut next_values) =
+        (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    log_probs_and_values(model, obs, actions, &mut logp_prox, Some(&mut values));
+    values_of(model, next_obs, &mut next_values);
+    let log_rhos: Vec<f32> = logp_prox
+        .iter()
+        .zip(&data.logp_mu)
+        .map(|(p, m)| p - m)
+        .collect();
+
+    let (mut adv, mut targets, mut weights) = (vec![0.0f32; n], vec![0.0f32; n], vec![1.0f32; n]);
+    let mut truncated = 0usize;
+    let gae_targets = |adv: &mut [f32], targets: &mut [f32]| {
+        let inp = GaeInput {
+            rewards: &data.rewards,
+            values: &values,
+            next_values: &next_values,
+            terminated: &data.terminated,
+            truncated: &data.ends,
+            num_envs: 1,
+        };
+        gae(&inp, gamma, lambda, adv);
+        for ((t, a), v) in targets.iter_mut().zip(adv.iter()).zip(&values) {
+            *t = a + v;
+        }
+    };
+    let ln_wbar = fc.w_bar.ln();
+    let anchor: &[f32] = match fc.correction {
+        IsCorrection::None => {
+            gae_targets(&mut adv, &mut targets);
+            truncated = log_rhos.iter().filter(|&&l| l > ln_wbar).count();
+            &data.logp_mu
+        }
+        IsCorrection::SingleRatio => {
+            gae_targets(&mut adv, &mut targets);
+            single_ratio_weights(&log_rhos, fc.w_bar, &mut weights);
+            truncated = log_rhos.iter().filter(|&&l| l > ln_wbar).count();
+            &logp_prox
+        }
+        IsCorrection::PerDecision => {
+            gae_targets(&mut adv, &mut targets);
+            per_decision_weights(&log_rhos, &data.ends, fc.w_bar, &mut weights);
+            let mut sum = 0.0f64;
+            for (&lr, &end) in log_rhos.iter().zip(&data.ends) {
+                sum += lr as f64;
+                if sum > ln_wbar as f64 {
+                    truncated += 1;
+                }
+                if end {
+                    sum = 0.0;
+                }
+            }
+            &logp_prox
+        }
+        IsCorrection::Vtrace => {
+            let inp = TraceInput {
+                rewards: &data.rewards,
+                values: &values,
+                next_values: &next_values,
+                terminated: &data.terminated,
+                ends: &data.ends,
+                log_rhos: &log_rhos,
+            };
+            vtrace(
+                &inp,
+                gamma,
+                lambda,
+                fc.rho_bar,
+                fc.c_bar,
+                &mut adv,
+                &mut targets,
+            );
+            single_ratio_weights(&log_rhos, fc.w_bar, &mut weights);
+            truncated = log_rhos.iter().filter(|&&l| l > ln_wbar).count();
+            &logp_prox
+        }
+    };
+    for (name, v) in [
+        ("an advantage", &adv),
+        ("a value target", &targets),
+        ("a weight", &weights),
+    ] {
+        if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+            bail!("{name} is {} (sample {k})", v[k]);
+        }
+    }
+    let anchor = anchor.to_vec();
+    let ln_cbar = fc.c_bar.ln();
+    let trace_cut = log_rhos.iter().filter(|&&l| l > ln_cbar).count();
+
+    // Explained variance of the targets by V.
+    let ev = {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let t: Vec<f64> = targets.iter().map(|&x| x as f64).collect();
+        let d: Vec<f64> = targets
+            .iter()
+            .zip(&values)
+            .map(|(&t, &v)| (t - v) as f64)
+            .collect();
+        let (mt, md) = (mean(&t), mean(&d));
+        let vt = t.iter().map(|x| (x - mt).powi(2)).sum::<f64>();
+        let vd = d.iter().map(|x| (x - md).powi(2)).sum::<f64>();
+        if vt == 0.0 {
+            f64::NAN
+        } else {
+            1.0 - vd / vt
+        }
+    };
+
+    let mb_count = minibatches.min(n / 2).max(1);
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut grad = vec![0.0f32; state.model.params.len()];
+    let cap = n.div_ceil(mb_count);
+    let (mut mb_obs, mut mb_act) = (vec![0.0f32; cap * od], vec![0.0f32; cap * ad]);
+    let mut mb = [
+        vec![0.0f32; cap],
+        vec![0.0f32; cap],
+        vec![0.0f32; cap],
+        vec![0.0f32; cap],
+        vec![0.0f32; cap],
+    ];
+    let mut sum = LossStats::default();
+    let (mut count, mut gnorm_sum, mut epochs_run) = (0u32, 0.0f32, 0u32);
+    'epochs: for _ in 0..epochs {
+        epochs_run += 1;
+        for i in (1..n).rev() {
+            let j = rng.random_range(0..=i);
+            idx.swap(i, j);
+        }
+        let mut epoch_kl = 0.0;
+        for k in 0..mb_count {
+            let chunk = &idx[k * n / mb_count..(k + 1) * n / mb_count];
+            let m = chunk.len();
+            for (r, &i) in chunk.iter().enumerate() {
+                mb_obs[r * od..(r + 1) * od].copy_from_slice(&data.obs[i * od..(i + 1) * od]);
+                mb_act[r * ad..(r + 1) * ad].copy_from_slice(&data.actions[i * ad..(i + 1) * ad]);
+                mb[0][r] = anchor[i];
+                mb[1][r] = adv[i];
+                mb[2][r] = targets[i];
+                mb[3][r] = values[i];
+                mb[4][r] = weights[i];
+            }
+            let batch = Minibatch {
+                obs: ArrayView2::from_shape((m, od), &mb_obs[..m * od]).expect("rows"),
+                actions: ArrayView2::from_shape((m, ad), &mb_act[..m * ad]).expect("rows"),
+                logp_old: &mb[0][..m],
+                adv: &mb[1][..m],
+                returns: &mb[2][..m],
+                values_old: &mb[3][..m],
+            };
+            grad.fill(0.0);
+            let st = decoupled_ppo_loss(
+                &state.model,
+                &batch,
+                &mb[4][..m],
+                coefs,
+                ws,
+                Some(&mut grad),
+            );
+            for (name, v) in [
+                ("policy loss", st.pg_loss),
+                ("value loss", st.v_loss),
+                ("entropy", st.entropy),
+            ] {
+                if !v.is_finite() {
+                    bail!("{name} is {v}");
+                }
+            }
+            let gn = clip_grad_norm(&mut grad, state.cfg.max_grad_norm);
+            if !gn.is_finite() {
+                bail!("gradient norm is {gn}");
+            }
+            state.adam.step(&mut state.model.params, &grad, lr);
+            if let Some(k) = state.model.params.iter().position(|p| !p.is_finite()) {
+                bail!("weight {k} became {}", state.model.params[k]);
+            }
+            sum.pg_loss += st.pg_loss;
+            sum.v_loss += st.v_loss;
+            sum.entropy += st.entropy;
+            sum.approx_kl += st.approx_kl;
+            sum.old_approx_kl += st.old_approx_kl;
+            sum.clipfrac += st.clipfrac;
+            gnorm_sum += gn;
+            count += 1;
+            epoch_kl = st.approx_kl;
+        }
+        if target_kl > 0.0 && epoch_kl > target_kl {
+            break 'epochs;
+        }
+    }
+    state.update += 1;
+    let c = count.max(1) as f32;
+    Ok(FinetuneMetrics {
+        losses: LossStats {
+            total: 0.0,
+            pg_loss: sum.pg_loss / c,
+            v_loss: sum.v_loss / c,
+            entropy: sum.entropy / c,
+            approx_kl: sum.approx_kl / c,
+            old_approx_kl: sum.old_approx_kl / c,
+            clipfrac: sum.clipfrac / c,
+        },
+        explained_variance: ev as f32,
+        grad_norm: gnorm_sum / c,
+        epochs: epochs_run,
+        std: state.model.log_std().iter().map(|l| l.exp()).sum::<f32>() / ad as f32,
+        ess: ess_fraction_log(&log_rhos),
+        ess_weights: ess_fraction(&weights),
+        truncated_frac: truncated as f64 / n as f64,
+        trace_cut_frac: trace_cut as f64 / n as f64,
+        weight_max: weights.iter().copied().fold(0.0, f32::max),
+        kl_mu_prox: kl_behaviour_prox(&log_rhos),
+        ..FinetuneMetrics::default()
+    })
+}
