@@ -77,10 +77,10 @@ pub struct LossStats {
 pub struct Workspace {
     /// Compute the actor and critic halves on two threads (same results).
     pub parallel: bool,
-    pub(crate) actor: Cache,
-    pub(crate) critic: Cache,
-    pub(crate) dmu: Array2<f32>,
-    pub(crate) dv: Array2<f32>,
+    actor: Cache,
+    critic: Cache,
+    dmu: Array2<f32>,
+    dv: Array2<f32>,
 }
 
 impl Workspace {
@@ -105,6 +105,21 @@ pub fn ppo_loss(
     ws: &mut Workspace,
     grad: Option<&mut [f32]>,
 ) -> LossStats {
+    weighted_loss(model, mb, None, c, ws, grad)
+}
+
+/// [`ppo_loss`] with a per-sample weight `w_i` on the clipped surrogate
+/// (`None`: all 1, exactly `ppo_loss`): the decoupled loss of
+/// [`crate::offpolicy`]. Multiplying by 1.0 is exact, so both share one
+/// implementation without changing a bit of the on-policy results.
+pub(crate) fn weighted_loss(
+    model: &ActorCritic,
+    mb: &Minibatch,
+    weights: Option<&[f32]>,
+    c: &LossCoefs,
+    ws: &mut Workspace,
+    grad: Option<&mut [f32]>,
+) -> LossStats {
     let Workspace {
         parallel,
         actor,
@@ -117,7 +132,7 @@ pub fn ppo_loss(
         Some(grad) if !*parallel => {
             let (g_actor, g_critic) = grad.split_at_mut(split);
             (
-                actor_part(model, mb, c, actor, dmu, Some(g_actor)),
+                actor_part(model, mb, weights, c, actor, dmu, Some(g_actor)),
                 critic_part(model, mb, c, critic, dv, Some(g_critic)),
             )
         }
@@ -125,12 +140,12 @@ pub fn ppo_loss(
             let (g_actor, g_critic) = grad.split_at_mut(split);
             std::thread::scope(|s| {
                 let h = s.spawn(|| critic_part(model, mb, c, critic, dv, Some(g_critic)));
-                let st = actor_part(model, mb, c, actor, dmu, Some(g_actor));
+                let st = actor_part(model, mb, weights, c, actor, dmu, Some(g_actor));
                 (st, h.join().expect("critic thread panicked"))
             })
         }
         None => (
-            actor_part(model, mb, c, actor, dmu, None),
+            actor_part(model, mb, weights, c, actor, dmu, None),
             critic_part(model, mb, c, critic, dv, None),
         ),
     };
@@ -139,11 +154,13 @@ pub fn ppo_loss(
     st
 }
 
-/// Policy loss and entropy; adds their gradient into `grad` (actor params
-/// then log-std).
+/// Policy loss (weighted per sample when `weights` is given) and entropy;
+/// adds their gradient into `grad` (actor params then log-std).
+/// `approx_kl`, `old_approx_kl` and `clipfrac` are unweighted.
 fn actor_part(
     model: &ActorCritic,
     mb: &Minibatch,
+    weights: Option<&[f32]>,
     c: &LossCoefs,
     cache: &mut Cache,
     dmu: &mut Array2<f32>,
@@ -181,16 +198,21 @@ fn actor_part(
         let logratio = logp - mb.logp_old[i];
         let ratio = logratio.exp();
         let a = (mb.adv[i] - adv_mean) / adv_std;
+        let w = weights.map_or(1.0, |w| w[i]);
         let clipped = ratio.clamp(1.0 - c.clip_coef, 1.0 + c.clip_coef);
         let (l1, l2) = (-a * ratio, -a * clipped);
-        st.pg_loss += l1.max(l2) * inv_m;
+        st.pg_loss += w * l1.max(l2) * inv_m;
         st.old_approx_kl += -logratio * inv_m;
         st.approx_kl += ((ratio - 1.0) - logratio) * inv_m;
         if (ratio - 1.0).abs() > c.clip_coef {
             st.clipfrac += inv_m;
         }
         // ∂L/∂log π_i: only where the unclipped term is the max.
-        let g = if l1 >= l2 { -a * ratio * inv_m } else { 0.0 };
+        let g = if l1 >= l2 {
+            -w * a * ratio * inv_m
+        } else {
+            0.0
+        };
         for j in 0..act_dim {
             let d = u[j] - mu_i[j];
             dmu[[i, j]] = g * d * inv_var[j];
@@ -211,8 +233,7 @@ fn actor_part(
 }
 
 /// Value loss; adds its gradient (times `vf_coef`) into `grad` (critic params).
-/// (Shared with the decoupled loss of [`crate::offpolicy`].)
-pub(crate) fn critic_part(
+fn critic_part(
     model: &ActorCritic,
     mb: &Minibatch,
     c: &LossCoefs,

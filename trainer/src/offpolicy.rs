@@ -35,12 +35,12 @@
 //! weights of the estimators of [`IsCorrection`] are all computed in log
 //! space, `w = exp(min(log w̄, log ρ))`, so no ratio overflows.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::loss::{critic_part, LossCoefs, LossStats, Minibatch, Workspace};
+use crate::loss::{weighted_loss, LossCoefs, LossStats, Minibatch, Workspace};
 use crate::mlp::Cache;
-use crate::model::{gaussian_entropy, ActorCritic, HALF_LOG_2PI};
+use crate::model::ActorCritic;
 
 /// How the learner corrects for the data being sampled by `μ`, not `π_θ`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -228,116 +228,7 @@ pub fn decoupled_ppo_loss(
     grad: Option<&mut [f32]>,
 ) -> LossStats {
     assert_eq!(weights.len(), mb.obs.nrows(), "one weight per sample");
-    let Workspace {
-        parallel,
-        actor,
-        critic,
-        dmu,
-        dv,
-    } = ws;
-    let split = model.critic_range().start;
-    let (mut st, v_loss) = match grad {
-        Some(grad) if !*parallel => {
-            let (g_actor, g_critic) = grad.split_at_mut(split);
-            (
-                weighted_actor_part(model, mb, weights, c, actor, dmu, Some(g_actor)),
-                critic_part(model, mb, c, critic, dv, Some(g_critic)),
-            )
-        }
-        Some(grad) => {
-            let (g_actor, g_critic) = grad.split_at_mut(split);
-            std::thread::scope(|s| {
-                let h = s.spawn(|| critic_part(model, mb, c, critic, dv, Some(g_critic)));
-                let st = weighted_actor_part(model, mb, weights, c, actor, dmu, Some(g_actor));
-                (st, h.join().expect("critic thread panicked"))
-            })
-        }
-        None => (
-            weighted_actor_part(model, mb, weights, c, actor, dmu, None),
-            critic_part(model, mb, c, critic, dv, None),
-        ),
-    };
-    st.v_loss = v_loss;
-    st.total = st.pg_loss - c.ent_coef * st.entropy + c.vf_coef * st.v_loss;
-    st
-}
-
-/// The weighted clipped surrogate and the entropy; adds their gradient into
-/// `grad` (actor parameters, then log-std). `approx_kl`, `old_approx_kl`
-/// and `clipfrac` compare `π_θ` with the anchor `π_prox`, unweighted.
-fn weighted_actor_part(
-    model: &ActorCritic,
-    mb: &Minibatch,
-    weights: &[f32],
-    c: &LossCoefs,
-    cache: &mut Cache,
-    dmu: &mut Array2<f32>,
-    grad: Option<&mut [f32]>,
-) -> LossStats {
-    let m = mb.obs.nrows();
-    let inv_m = 1.0 / m as f32;
-    let act_dim = model.act_dim();
-    let log_std = model.log_std();
-    let inv_var: Vec<f32> = log_std.iter().map(|&l| (-2.0 * l).exp()).collect();
-
-    // Advantage normalization (unbiased std), as in ppo_loss.
-    let (adv_mean, adv_std) = if c.norm_adv && m > 1 {
-        let mean = mb.adv.iter().sum::<f32>() * inv_m;
-        let var = mb.adv.iter().map(|a| (a - mean) * (a - mean)).sum::<f32>() / (m - 1) as f32;
-        (mean, var.sqrt() + 1e-8)
-    } else {
-        (0.0, 1.0)
-    };
-
-    let mu = model.actor.forward(model.actor_params(), mb.obs, cache);
-    if dmu.dim() != (m, act_dim) {
-        *dmu = Array2::zeros((m, act_dim));
-    }
-    let mut dlogstd = vec![0.0f32; act_dim];
-    let mut st = LossStats::default();
-    for i in 0..m {
-        let u = mb.actions.row(i);
-        let mu_i = mu.row(i);
-        let mut logp = 0.0;
-        for j in 0..act_dim {
-            let d = u[j] - mu_i[j];
-            logp -= 0.5 * d * d * inv_var[j] + log_std[j] + HALF_LOG_2PI;
-        }
-        let logratio = logp - mb.logp_old[i];
-        let ratio = logratio.exp();
-        let a = (mb.adv[i] - adv_mean) / adv_std;
-        let w = weights[i];
-        let clipped = ratio.clamp(1.0 - c.clip_coef, 1.0 + c.clip_coef);
-        let (l1, l2) = (-a * ratio, -a * clipped);
-        st.pg_loss += w * l1.max(l2) * inv_m;
-        st.old_approx_kl += -logratio * inv_m;
-        st.approx_kl += ((ratio - 1.0) - logratio) * inv_m;
-        if (ratio - 1.0).abs() > c.clip_coef {
-            st.clipfrac += inv_m;
-        }
-        // ∂L/∂log π_i: only where the unclipped term is the max.
-        let g = if l1 >= l2 {
-            -w * a * ratio * inv_m
-        } else {
-            0.0
-        };
-        for j in 0..act_dim {
-            let d = u[j] - mu_i[j];
-            dmu[[i, j]] = g * d * inv_var[j];
-            dlogstd[j] += g * (d * d * inv_var[j] - 1.0);
-        }
-    }
-    st.entropy = gaussian_entropy(log_std);
-    if let Some(grad) = grad {
-        let (ga, gl) = grad.split_at_mut(model.actor.n_params());
-        model
-            .actor
-            .backward(model.actor_params(), cache, dmu.view(), ga);
-        for (g, d) in gl.iter_mut().zip(&dlogstd) {
-            *g += d - c.ent_coef;
-        }
-    }
-    st
+    weighted_loss(model, mb, Some(weights), c, ws, grad)
 }
 
 /// `log π(u_i|x_i)` of every row of a batch, and `V(x_i)` if `values` is
