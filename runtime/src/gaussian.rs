@@ -8,40 +8,42 @@
 //!            = −½ Σ_j z_j² − Σ_j log σ_j − (d/2)·log 2π,   z_j = (u_j − μ_j)/σ_j
 //! ```
 //!
-//! and its entropy is `Σ_j (log σ_j + ½(1 + log 2π))`. All math is f32
-//! through `libm`, so host and device produce the same bits.
+//! and its entropy is `Σ_j (log σ_j + ½(1 + log 2π))`. All math is plain f32
+//! (`libm` and [`crate::math`]), so host and device produce the same bits.
 
 use rand_core::RngCore;
+
+use crate::math;
 
 /// `½·log(2π)` in f32.
 pub const HALF_LOG_2PI: f32 = 0.918_938_5;
 
-/// Standard-normal samples by the Box–Muller transform in f32:
-/// `u1 ∈ (0, 1]`, `u2 ∈ [0, 1)`, `r = √(−2 ln u1)`, `(r cos 2πu2, r sin 2πu2)`.
-/// Fills `out` two at a time, drawing two `u32` per pair; an odd last
-/// element uses the cosine branch only. |z| ≤ √(−2 ln 2⁻²⁴) ≈ 5.77.
+/// Standard-normal samples by the Box–Muller transform in f32: from two
+/// `u32` draws `a`, `b`, `u1 = ((a >> 8) + 1)·2⁻²⁴ ∈ (0, 1]`,
+/// `r = √(−2 ln u1)` and `θ = 2π·(b >> 8)·2⁻²⁴`, the pair
+/// `(r cos θ, r sin θ)`, with `ln` from `libm::logf`, `√` IEEE
+/// ([`math::sqrt`]) and `(sin θ, cos θ)` from [`math::sincos_turns`].
+/// Fills `out` two at a time; an odd last element draws a pair too and
+/// uses `r cos θ` only. |z| ≤ √(−2 ln 2⁻²⁴) ≈ 5.77.
 pub fn standard_normals<R: RngCore + ?Sized>(rng: &mut R, out: &mut [f32]) {
     let mut chunks = out.chunks_exact_mut(2);
     for pair in &mut chunks {
-        let (r, theta) = polar(rng);
-        let (s, c) = libm::sincosf(theta);
+        let (r, (s, c)) = polar(rng);
         pair[0] = r * c;
         pair[1] = r * s;
     }
     if let [last] = chunks.into_remainder() {
-        let (r, theta) = polar(rng);
-        *last = r * libm::cosf(theta);
+        let (r, (_, c)) = polar(rng);
+        *last = r * c;
     }
 }
 
+/// `(r, (sin θ, cos θ))` from two draws.
 #[inline]
-fn polar<R: RngCore + ?Sized>(rng: &mut R) -> (f32, f32) {
+fn polar<R: RngCore + ?Sized>(rng: &mut R) -> (f32, (f32, f32)) {
     let u1 = ((rng.next_u32() >> 8) as f32 + 1.0) * (1.0 / 16_777_216.0);
-    let u2 = (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
-    (
-        libm::sqrtf(-2.0 * libm::logf(u1)),
-        core::f32::consts::TAU * u2,
-    )
+    let k = rng.next_u32() >> 8;
+    (math::sqrt(-2.0 * libm::logf(u1)), math::sincos_turns(k))
 }
 
 /// `Σ_j log σ_j + (d/2)·log 2π`: the part of `−log π` that does not depend

@@ -7,9 +7,11 @@
 //!   v1, `docs/FORMAT.md`) and borrow its weights zero-copy from flash.
 //! - [`Policy::mean`], [`Policy::act`], [`Policy::log_prob`],
 //!   [`Policy::entropy`]: fixed-size inference of a diagonal-Gaussian policy
-//!   with f32 or int8 (per-row scaled) weights.
+//!   with f32 or int8 (per-row scaled) weights; [`kernels`]: the dense
+//!   layers (int8 with `SXTB16`/`SMLAD` on a Cortex-M4).
 //! - [`rng`]: the default xoshiro128++ generator; [`gaussian`]: f32
-//!   Box–Muller sampling and the log-density.
+//!   Box–Muller sampling and the log-density; [`math`]: the tanh shared
+//!   with the trainer, Box–Muller's sine and cosine, IEEE square root.
 //! - [`control`]: the control loop (read → normalize → sample → actuate →
 //!   record) over sensor, actuator and reward traits; [`hal`]: adapters for
 //!   `embedded-hal` 1.0 I2C sensors and PWM actuators.
@@ -18,8 +20,10 @@
 //! - [`plants`] and [`sim`] (feature `plants`): the built-in plants and the
 //!   simulated control loop shared by the firmware and `tinyppo simulate`.
 //!
-//! All float math goes through `libm`, so the host computes the same bits as
-//! a Cortex-M4F: a host simulation reproduces a device log exactly.
+//! All float math is plain IEEE f32 (`libm` and [`math`]) and the int8
+//! sums are exact integers (the device's assembly computes the same ones
+//! as the portable code), so the host computes the same bits as a
+//! Cortex-M4F: a host simulation reproduces a device log exactly.
 //!
 //! ```
 //! use tinyppo_runtime::{format, Activation, BlobSpec, LayerSpec, Policy, WeightsSpec};
@@ -53,6 +57,7 @@ pub mod gaussian;
 pub mod hal;
 pub mod kernels;
 pub mod log;
+pub mod math;
 #[cfg(feature = "plants")]
 pub mod plants;
 pub mod policy;

@@ -21,7 +21,8 @@ use rand_core::RngCore;
 use crate::error::{ActError, Field, FormatError};
 use crate::format::{f32s, Activation, Blob, Encoding, Layer, MAX_LAYERS, MAX_WIDTH};
 use crate::gaussian;
-use crate::kernels;
+use crate::kernels::{self, QVec};
+use crate::math;
 
 /// One sampled action.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,47 +253,88 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         }
     }
 
-    /// The MLP on a normalized observation. Two ping-pong activation
-    /// buffers of `HID` floats and one int8 buffer per input kind.
+    /// The MLP on a normalized observation.
     fn forward(&self, x: &[f32; OBS]) -> [f32; ACT] {
+        match self.encoding {
+            Encoding::F32 => self.forward_f32(x),
+            Encoding::Int8 => self.forward_i8(x),
+        }
+    }
+
+    /// f32 weights: two ping-pong activation buffers of `HID` floats.
+    fn forward_f32(&self, x: &[f32; OBS]) -> [f32; ACT] {
         let mut out = [0.0f32; ACT];
         let (mut buf_a, mut buf_b) = ([0.0f32; HID], [0.0f32; HID]);
-        let (mut q_obs, mut q_hid) = ([0i8; OBS], [0i8; HID]);
         let (mut cur, mut next) = (&mut buf_a, &mut buf_b);
-        let n_layers = self.layers.iter().flatten().count();
         let mut width = 0;
-        for (i, layer) in self.layers.iter().flatten().enumerate() {
+        let mut layers = self.layers.iter().flatten().peekable();
+        let mut first = true;
+        while let Some(layer) = layers.next() {
             // `get(..n)` with lengths validated by `from_blob`: never empty
             // in practice, and no panic path if it were.
-            let (input, qbuf): (&[f32], &mut [i8]) = if i == 0 {
-                (&x[..], &mut q_obs[..])
+            let input: &[f32] = if first {
+                &x[..]
             } else {
-                (
-                    cur.get(..width).unwrap_or(&[]),
-                    q_hid.get_mut(..width).unwrap_or(&mut []),
-                )
+                cur.get(..width).unwrap_or(&[])
             };
-            let is_last = i + 1 == n_layers;
-            let y: &mut [f32] = if is_last {
-                &mut out[..]
+            first = false;
+            if layers.peek().is_none() {
+                kernels::dense_f32(layer.weights, layer.bias, input, &mut out);
+                break;
+            }
+            let y = next.get_mut(..layer.rows).unwrap_or(&mut []);
+            kernels::dense_f32(layer.weights, layer.bias, input, y);
+            match self.activation {
+                Activation::Tanh => y.iter_mut().for_each(|v| *v = math::tanh(*v)),
+                Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+            }
+            width = layer.rows;
+            core::mem::swap(&mut cur, &mut next);
+        }
+        out
+    }
+
+    /// int8 weights: the input quantized once per layer into a [`QVec`],
+    /// exact `i32` sums, then the activation, fused with the next layer's
+    /// quantization for tanh (`docs/FORMAT.md`, "Inference semantics").
+    /// One `QVec` of `HID` serves every hidden layer: its sums are done
+    /// before the next input overwrites it.
+    fn forward_i8(&self, x: &[f32; OBS]) -> [f32; ACT] {
+        let mut out = [0.0f32; ACT];
+        let mut q_obs = QVec::<OBS>::new();
+        let mut q = QVec::<HID>::new();
+        let mut acc = [0i32; HID];
+        let mut s_x = kernels::quantize(x, &mut q_obs);
+        let mut width = OBS;
+        let mut layers = self.layers.iter().flatten().peekable();
+        let mut first = true;
+        while let Some(layer) = layers.next() {
+            let input = if first {
+                q_obs.as_input(OBS)
             } else {
-                next.get_mut(..layer.rows).unwrap_or(&mut [])
+                q.as_input(width)
             };
-            match self.encoding {
-                Encoding::F32 => kernels::dense_f32(layer.weights, layer.bias, input, y),
-                Encoding::Int8 => {
-                    let s_x = kernels::quantize_input(input, qbuf);
-                    kernels::dense_i8(layer.weights, layer.scales, layer.bias, qbuf, s_x, y);
-                }
+            first = false;
+            if layers.peek().is_none() {
+                let mut acc_out = [0i32; ACT];
+                kernels::matvec_i8(layer.weights, input, &mut acc_out);
+                kernels::rescale(&acc_out, layer.scales, layer.bias, s_x, &mut out);
+                break;
             }
-            if !is_last {
-                match self.activation {
-                    Activation::Tanh => y.iter_mut().for_each(|v| *v = libm::tanhf(*v)),
-                    Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+            let acc = acc.get_mut(..layer.rows).unwrap_or(&mut []);
+            kernels::matvec_i8(layer.weights, input, acc);
+            s_x = match self.activation {
+                Activation::Tanh => {
+                    kernels::requant_tanh(acc, layer.scales, layer.bias, s_x, &mut q)
                 }
-                width = layer.rows;
-                core::mem::swap(&mut cur, &mut next);
-            }
+                Activation::Relu => {
+                    let mut y = [0.0f32; HID];
+                    let y = y.get_mut(..layer.rows).unwrap_or(&mut []);
+                    kernels::rescale_relu(acc, layer.scales, layer.bias, s_x, y);
+                    kernels::quantize(y, &mut q)
+                }
+            };
+            width = layer.rows;
         }
         out
     }

@@ -5,6 +5,7 @@
 //! of the same f32 weights):
 //! `log π(u|x) = −Σ_j [ (u_j − μ_j)² / (2σ_j²) + ½ log(2π σ_j²) ]`, `σ_j = exp(log_std_j)`.
 
+use tinyppo_runtime::math;
 use tinyppo_runtime::rng;
 use tinyppo_runtime::{Activation, Policy};
 
@@ -262,11 +263,33 @@ fn act_is_reproducible_from_the_seed() {
     }
 }
 
+/// `S(k) = (sin θ, cos θ)` of `θ = 2π·k·2⁻²⁴` exactly as `docs/FORMAT.md`
+/// ("Inference semantics", step 4) specifies it: exact quadrant reduction
+/// in integers, then Cephes' f32 kernels on `φ ∈ [−π/4, π/4]`.
+fn spec_sincos(k: u32) -> (f32, f32) {
+    let n = (k + (1 << 21)) >> 22;
+    let d = k as i64 - ((n as i64) << 22);
+    let delta = std::f32::consts::TAU / 16_777_216.0;
+    let phi = d as f32 * delta;
+    let z = phi * phi;
+    let (s1, s2, s3) = (-1.6666655e-1f32, 8.332161e-3f32, -1.9515296e-4f32);
+    let (c1, c2, c3) = (4.1666646e-2f32, -1.3887316e-3f32, 2.4433157e-5f32);
+    let s = phi + (phi * z) * ((s3 * z + s2) * z + s1);
+    let c = (1.0 - 0.5 * z) + (z * z) * ((c3 * z + c2) * z + c1);
+    match n % 4 {
+        0 => (s, c),
+        1 => (c, -s),
+        2 => (-s, -c),
+        _ => (-c, s),
+    }
+}
+
 /// `u = μ + σ·z` with `z` from the Box–Muller transform exactly as
 /// `docs/FORMAT.md` specifies it: per pair of dimensions two `u32` draws
-/// `a`, `b`; `u1 = ((a >> 8) + 1)·2⁻²⁴`, `u2 = (b >> 8)·2⁻²⁴`,
-/// `r = √(−2 ln u1)`, `θ = 2π·u2`, `(z_j, z_{j+1}) = (r cos θ, r sin θ)`;
-/// an odd last dimension draws a pair too and uses `r cos θ`.
+/// `a`, `b`; `u1 = ((a >> 8) + 1)·2⁻²⁴`, `r = √(−2 ln u1)` (`logf`, IEEE
+/// square root), `(sin θ, cos θ) = S(b >> 8)`,
+/// `(z_j, z_{j+1}) = (r cos θ, r sin θ)`; an odd last dimension draws a
+/// pair too and uses `r cos θ`.
 fn act_spec<const A: usize>(
     mu: &[f32; A],
     log_std: &[f32; A],
@@ -277,16 +300,54 @@ fn act_spec<const A: usize>(
     while j < A {
         // uniform01 is (next_u32 >> 8)·2⁻²⁴; adding 2⁻²⁴ is exact.
         let u1 = rng::uniform01(r) + 1.0 / 16_777_216.0;
-        let u2 = rng::uniform01(r);
-        let rad = libm::sqrtf(-2.0 * libm::logf(u1));
-        let theta = std::f32::consts::TAU * u2;
-        z[j] = rad * libm::cosf(theta);
+        let k = (rng::uniform01(r) * 16_777_216.0) as u32; // b >> 8
+        let rad = (-2.0 * libm::logf(u1)).sqrt();
+        let (sin, cos) = spec_sincos(k);
+        z[j] = rad * cos;
         if j + 1 < A {
-            z[j + 1] = rad * libm::sinf(theta);
+            z[j + 1] = rad * sin;
         }
         j += 2;
     }
     std::array::from_fn(|j| mu[j] + libm::expf(log_std[j]) * z[j])
+}
+
+#[test]
+fn sincos_turns_over_all_angles() {
+    // math::sincos_turns is S of the spec at every one of the 2²⁴ angles
+    // Box–Muller can draw, and its error against the f64 sine and cosine
+    // of the exact angle 2π·k·2⁻²⁴ is at most 1.2e-7 (printed: the worst).
+    let (mut ws, mut wc, mut wn) = (0.0f64, 0.0f64, 0.0f64);
+    for k in 0..1u32 << 24 {
+        let (s, c) = math::sincos_turns(k);
+        if k % 64 == 0 {
+            let (ss, sc) = spec_sincos(k);
+            assert_eq!(
+                (s.to_bits(), c.to_bits()),
+                (ss.to_bits(), sc.to_bits()),
+                "k = {k}"
+            );
+        }
+        let theta = std::f64::consts::TAU * k as f64 / 16_777_216.0;
+        ws = ws.max((s as f64 - theta.sin()).abs());
+        wc = wc.max((c as f64 - theta.cos()).abs());
+        wn = wn.max(((s as f64).hypot(c as f64) - 1.0).abs());
+    }
+    println!("sincos_turns: max |sin err| {ws:.3e}, |cos err| {wc:.3e}, |r − 1| {wn:.3e}");
+    assert!(ws <= 1.2e-7 && wc <= 1.2e-7, "{ws:e} {wc:e}");
+    assert_eq!(math::sincos_turns(0), (0.0, 1.0));
+    assert_eq!(math::sincos_turns(1 << 22).0, 1.0); // θ = π/2
+}
+
+#[test]
+fn sqrt_is_ieee() {
+    // math::sqrt (VSQRT on the device) is the correctly rounded square root.
+    let mut x = 0.0f32;
+    while x < 40.0 {
+        assert_eq!(math::sqrt(x).to_bits(), x.sqrt().to_bits());
+        assert_eq!(math::sqrt(x).to_bits(), libm::sqrtf(x).to_bits());
+        x += 1.7e-4;
+    }
 }
 
 fn check_act_bits<const A: usize>(seed: u64) {

@@ -2,14 +2,17 @@
 //! forward on `normalize_obs` of the observation) against the exported
 //! blob run by `tinyppo_runtime::Policy`.
 //!
-//! - f32 blob: the same arithmetic up to summation order and `tanh`
-//!   implementation (std vs libm): ≤ 1e-5 absolute on O(1) outputs.
+//! - f32 blob: the same arithmetic up to summation order (both use
+//!   `tinyppo_runtime::math::tanh`): ≤ 1e-5 absolute on O(1) outputs.
 //! - int8 blob: within the analytic bound, propagated layer by layer from
 //!   the float activations `x` of the layer input and the bound `e` on how
 //!   far the int8 path's input is from them (e = 0 for the observation,
-//!   which both normalize identically in f32):
-//!   `s_x ≤ max_c (|x_c| + e_c)/127` (the runtime's dynamic input scale),
-//!   `|Δy_r| ≤ (s_r/2)·Σ_c (|x_c| + e_c + s_x/2) + Σ_c |w_rc|·(e_c + s_x/2)`
+//!   which both normalize identically in f32), with `h` the input
+//!   quantization's own error: `h = s_x/2`, `s_x ≤ max_c (|x_c| + e_c)/127`
+//!   for the runtime's dynamic input scale (first layer, after relu), and
+//!   `h = 1/254 + 6e-7` after tanh (the runtime rounds 127·tanh with the
+//!   exact tanh; the trainer's tanh is within 5e-7 of it):
+//!   `|Δy_r| ≤ (s_r/2)·Σ_c (|x_c| + e_c + h) + Σ_c |w_rc|·(e_c + h)`
 //!   (weight rounding times the quantized input, plus the weights times the
 //!   input error and input rounding), then `e ← |Δy|` through tanh or relu
 //!   (both 1-Lipschitz). A small f32 slack covers float round-off.
@@ -90,17 +93,17 @@ fn int8_bound(t: &Trainer, acts: &[Array2<f32>], i: usize) -> f64 {
         let w = &params[ow..ob];
         let (_, scales) = quantize_rows(w, rows, cols);
         let x: Vec<f64> = a.row(i).iter().map(|&v| (v as f64).abs()).collect();
-        let s_x = x.iter().zip(&e).map(|(x, e)| x + e).fold(0.0, f64::max) / 127.0;
+        let h = if l > 0 && m.actor.act == Act::Tanh {
+            1.0 / 254.0 + 6e-7
+        } else {
+            x.iter().zip(&e).map(|(x, e)| x + e).fold(0.0, f64::max) / 254.0
+        };
         e = (0..rows)
             .map(|rr| {
                 let row = &w[rr * cols..(rr + 1) * cols];
                 let s_r = scales[rr] as f64;
-                let weight_err: f64 = (0..cols)
-                    .map(|c| s_r / 2.0 * (x[c] + e[c] + s_x / 2.0))
-                    .sum();
-                let input_err: f64 = (0..cols)
-                    .map(|c| (row[c] as f64).abs() * (e[c] + s_x / 2.0))
-                    .sum();
+                let weight_err: f64 = (0..cols).map(|c| s_r / 2.0 * (x[c] + e[c] + h)).sum();
+                let input_err: f64 = (0..cols).map(|c| (row[c] as f64).abs() * (e[c] + h)).sum();
                 weight_err + input_err
             })
             .collect();
@@ -108,49 +111,58 @@ fn int8_bound(t: &Trainer, acts: &[Array2<f32>], i: usize) -> f64 {
     e[0]
 }
 
-/// The int8 forward pass re-implemented in f32 from the trainer's own
-/// quantization (`quantize_rows`) and the runtime's documented kernel
-/// (`kernels.rs`): `s_x = max|x|/127`, `p = round(x·127/max|x|)` half away
-/// from zero, exact integer dot products, `y_r = acc_r·(s_r·s_x) + b_r`,
-/// `libm::tanhf`. Same operations in the same order as the runtime, so the
-/// results agree to the bit in practice; this catches an export that stores
-/// wrong scales or rows, which the loose worst-case bound could miss.
+/// The int8 forward pass re-implemented from the trainer's own
+/// quantization (`quantize_rows`) and the runtime's documented arithmetic
+/// (`docs/FORMAT.md`, "Inference semantics"): the first layer's input
+/// quantized with `s_x = max|x|/127`, `p = rne(x·127/max|x|)` (ties to
+/// even); after a tanh layer `p = rne(127·tanh(y))` with the exact tanh
+/// (f64 decides it for every f32 `y`) and `s_x = 1/127`; after relu the
+/// dynamic scale again; exact integer dot products,
+/// `y_r = acc_r·(s_r·s_x) + b_r`. Same operations in the same order as the
+/// runtime, so the results agree to the bit in practice; this catches an
+/// export that stores wrong scales or rows, which the loose worst-case
+/// bound could miss.
 fn int8_simulated(t: &Trainer, x0: &[f32]) -> f32 {
     let m = &t.state.model;
     let params = m.actor_params();
-    let mut x: Vec<f32> = x0.to_vec();
-    let n = m.actor.n_layers();
-    for l in 0..n {
-        let (ow, ob, rows, cols) = m.actor.layer_offsets(l);
-        let (q, scales) = quantize_rows(&params[ow..ob], rows, cols);
+    let dynamic = |x: &[f32]| -> (Vec<i32>, f32) {
         let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let (p, s_x): (Vec<i32>, f32) = if amax == 0.0 {
-            (vec![0; cols], 0.0)
+        if amax < 2f32.powi(-100) {
+            (vec![0; x.len()], 0.0)
         } else {
             let inv = 127.0 / amax;
             let p = x
                 .iter()
-                .map(|&v| {
-                    let t = v * inv;
-                    let r = if t >= 0.0 { t + 0.5 } else { t - 0.5 };
-                    (r as i32).clamp(-127, 127)
-                })
+                .map(|&v| (v * inv).round_ties_even() as i32)
                 .collect();
             (p, amax / 127.0)
-        };
-        x = (0..rows)
+        }
+    };
+    let (mut p, mut s_x) = dynamic(x0);
+    let n = m.actor.n_layers();
+    let mut y = Vec::new();
+    for l in 0..n {
+        let (ow, ob, rows, cols) = m.actor.layer_offsets(l);
+        let (q, scales) = quantize_rows(&params[ow..ob], rows, cols);
+        y = (0..rows)
             .map(|r| {
                 let acc: i32 = (0..cols).map(|c| q[r * cols + c] as i32 * p[c]).sum();
-                let y = acc as f32 * (scales[r] * s_x) + params[ob + r];
-                match (l + 1 < n, m.actor.act) {
-                    (false, _) => y,
-                    (true, Act::Tanh) => libm::tanhf(y),
-                    (true, Act::Relu) => y.max(0.0),
-                }
+                acc as f32 * (scales[r] * s_x) + params[ob + r]
             })
-            .collect();
+            .collect::<Vec<f32>>();
+        if l + 1 < n {
+            (p, s_x) = match m.actor.act {
+                Act::Tanh => (
+                    y.iter()
+                        .map(|&v| (127.0 * (v as f64).tanh()).round_ties_even() as i32)
+                        .collect(),
+                    1.0 / 127.0,
+                ),
+                Act::Relu => dynamic(&y.iter().map(|v| v.max(0.0)).collect::<Vec<_>>()),
+            };
+        }
     }
-    x[0]
+    y[0]
 }
 
 fn check_parity(act: Act, seed: u64) {

@@ -348,39 +348,15 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
 }
 
-/// `tanh` by a [13/6] rational minimax approximation on `[−c, c]`,
-/// `c ≈ 7.9053` (the one Eigen uses for f32): max error ≈ 1e-7 absolute
-/// (tested against f64 `tanh`), branch-free so LLVM vectorizes it. The
-/// trainer evaluates ~10⁸ activations per run; glibc's `tanhf` costs several
-/// times more. The device runtime keeps `libm::tanhf`; the parity test bounds
-/// the difference.
+/// `tanh` as the device computes it: [`tinyppo_runtime::math::tanh`], a
+/// [13/6] rational minimax approximation (max error ≈ 3.5e-7 against f64
+/// `tanh`), branch-free so LLVM vectorizes the loops over it. The trainer
+/// evaluates ~10⁸ activations per run (glibc's `tanhf` costs several times
+/// more), and sharing the function means the trainer's forward pass and
+/// the runtime's f32 forward pass apply the same activation, bit for bit.
 #[inline(always)]
 pub fn fast_tanh(x: f32) -> f32 {
-    const C: f32 = 7.905_311;
-    const A1: f32 = 4.893_524_6e-3;
-    const A3: f32 = 6.372_619_3e-4;
-    const A5: f32 = 1.485_722_4e-5;
-    const A7: f32 = 5.122_297e-8;
-    const A9: f32 = -8.604_672e-11;
-    const A11: f32 = 2.000_188e-13;
-    const A13: f32 = -2.760_768_5e-16;
-    const B0: f32 = 4.893_525e-3;
-    const B2: f32 = 2.268_434_6e-3;
-    const B4: f32 = 1.185_347e-4;
-    const B6: f32 = 1.198_258_4e-6;
-    let x = x.clamp(-C, C);
-    let x2 = x * x;
-    let mut p = x2 * A13 + A11;
-    p = x2 * p + A9;
-    p = x2 * p + A7;
-    p = x2 * p + A5;
-    p = x2 * p + A3;
-    p = x2 * p + A1;
-    p *= x;
-    let mut q = x2 * B6 + B4;
-    q = x2 * q + B2;
-    q = x2 * q + B0;
-    p / q
+    tinyppo_runtime::math::tanh(x)
 }
 
 /// A `rows × cols` matrix with orthonormal rows (if rows ≤ cols) or columns

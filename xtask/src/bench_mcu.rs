@@ -156,14 +156,14 @@ fn print_tables(r: &Results, sizes: &Sizes, fw: &FirmwareSummary) {
     for (name, n) in &r.act {
         println!("| {name} | {n} |");
     }
-    println!("\n### Where the int8 3-64-64-1 time goes, and prototypes\n");
+    println!("\n### Where the int8 3-64-64-1 time goes (the runtime's kernels on its layers)\n");
     println!("| part | instructions |");
     println!("|---|---:|");
     for (name, n) in &r.parts {
         println!("| {name} | {n} |");
     }
 
-    println!("\n## Device math: libm vs micromath (instructions per call incl. call overhead; errors against libm f64)\n");
+    println!("\n## Device math: libm vs micromath vs the runtime's `math` (instructions per call incl. call overhead; errors against libm f64)\n");
     println!(
         "| function | implementation | range | instructions | max abs error | max rel error |"
     );

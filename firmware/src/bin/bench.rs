@@ -33,7 +33,7 @@ use core::hint::black_box;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::heprintln;
 use tinyppo_firmware::{exit, stack, timing, uart::Uart0, POLICY_BLOB};
-use tinyppo_runtime::kernels;
+use tinyppo_runtime::kernels::{self, QVec};
 use tinyppo_runtime::plants::{Pendulum, Plant};
 use tinyppo_runtime::sim::{run_simulated, SimConfig};
 use tinyppo_runtime::{rng, Policy};
@@ -146,8 +146,9 @@ fn main() -> ! {
     exit::success()
 }
 
-/// Where the time of the int8 3-64-64-1 `act()` goes, and the SMLAD
-/// prototype of the 64×64 layer.
+/// Where the time of the int8 3-64-64-1 `act()` goes: the runtime's
+/// kernels on the bench policy's 64×64 layer, and an on-device check of
+/// the assembly kernel against a naive loop over many shapes.
 fn parts(meter: &Meter) {
     let Ok(blob) = tinyppo_runtime::Blob::parse(blobs::SMALL_INT8) else {
         exit::failure(format_args!("bench blob small int8"))
@@ -159,153 +160,71 @@ fn parts(meter: &Meter) {
     let seed_only = meter.per_call(|j| {
         black_box(rng::seeded(j as u64));
     });
-    let mut q = [0i8; 64];
-    let mut y = [0.0f32; 64];
-
+    let mut q = QVec::<64>::new();
     let n = meter.per_call(|j| {
-        black_box(kernels::quantize_input(black_box(&x[j % 4]), &mut q));
+        black_box(kernels::quantize(black_box(&x[j % 4]), &mut q));
     });
-    heprintln!("part\tquantize_input (64)\t{}", n);
-    let s_x = kernels::quantize_input(&x[0], &mut q);
+    heprintln!("part\tquantize (64, dynamic scale)\t{}", n);
+    let s_x = kernels::quantize(&x[0], &mut q);
+    let mut acc = [0i32; 64];
     let n = meter.per_call(|_| {
-        kernels::dense_i8(
-            layer.weights,
+        kernels::matvec_i8(layer.weights, black_box(&q).as_input(64), &mut acc);
+        black_box(&acc);
+    });
+    heprintln!("part\tmatvec_i8 64x64 (SMLAD, 4 rows per pass)\t{}", n);
+    let same = acc == naive_matvec::<64, 64>(layer.weights, &q);
+    heprintln!("info\tmatvec_i8 64x64 equals the naive sum\t{}", same);
+    let mut q2 = QVec::<64>::new();
+    let n = meter.per_call(|_| {
+        black_box(kernels::requant_tanh(
+            black_box(&acc),
             layer.scales,
             layer.bias,
-            black_box(&q),
             s_x,
-            &mut y,
-        );
-        black_box(&y);
-    });
-    heprintln!("part\tdense_i8 64x64 (runtime)\t{}", n);
-    let reference = y;
-
-    let mut packed = [0u32; 32];
-    let n = meter.per_call(|_| {
-        smlad::pack(black_box(&q), &mut packed);
-        smlad::dense_i8(
-            layer.weights,
-            layer.scales,
-            layer.bias,
-            &packed,
-            s_x,
-            &mut y,
-        );
-        black_box(&y);
-    });
-    let same = y == reference;
-    heprintln!(
-        "part\tdense_i8 64x64 (SMLAD prototype, incl. packing)\t{}",
-        n
-    );
-    heprintln!(
-        "info\tSMLAD prototype bit-identical to runtime kernel\t{}",
-        same
-    );
-    let n = meter.per_call(|_| {
-        smlad::pack(black_box(&q), &mut packed);
-        smlad::dense_i8_x2(
-            layer.weights,
-            layer.scales,
-            layer.bias,
-            &packed,
-            s_x,
-            &mut y,
-        );
-        black_box(&y);
-    });
-    heprintln!(
-        "part\tdense_i8 64x64 (SMLAD 2-row prototype, incl. packing)\t{}",
-        n
-    );
-    heprintln!(
-        "info\tSMLAD 2-row prototype bit-identical to runtime kernel\t{}",
-        y == reference
-    );
-    let n = meter.per_call(|_| {
-        smlad::pack(black_box(&q), &mut packed);
-        smlad::dense_i8_x4(
-            layer.weights,
-            layer.scales,
-            layer.bias,
-            &packed,
-            s_x,
-            &mut y,
-        );
-        black_box(&y);
-    });
-    heprintln!(
-        "part\tdense_i8 64x64 (SMLAD 4-row prototype, incl. packing)\t{}",
-        n
-    );
-    heprintln!(
-        "info\tSMLAD 4-row prototype bit-identical to runtime kernel\t{}",
-        y == reference
-    );
-    let n = meter.per_call(|j| {
-        let mut q = [0i8; 64];
-        black_box(proto::quantize_pack(
-            black_box(&x[j % 4]),
-            &mut q,
-            &mut packed,
+            &mut q2,
         ));
+        black_box(&q2);
     });
-    heprintln!("part\tquantize_input + pack (64, prototype)\t{}", n);
-
-    let Ok(policy) = Policy::<3, 1, 64>::from_bytes(blobs::SMALL_INT8) else {
-        exit::failure(format_args!("bench blob small int8"))
-    };
-    let net = proto::Net::new(&blob);
-    let obs: [[f32; 3]; 16] = observations(1.5);
-    let mut identical = true;
-    for o in &obs {
-        identical &= policy.mean(o).ok() == Some([net.mean(o, libm::tanhf)]);
+    heprintln!("part\trequant_tanh (64): rescale, tanh, round\t{}", n);
+    let mut y = [0.0f32; 64];
+    let n = meter.per_call(|_| {
+        kernels::rescale(black_box(&acc), layer.scales, layer.bias, s_x, &mut y);
+        black_box(&y);
+    });
+    heprintln!("part\trescale (64)\t{}", n);
+    if let (Some(l0), Some(l2)) = (blob.layers().next(), blob.layers().nth(2)) {
+        let mut q3 = QVec::<3>::new();
+        let n = meter.per_call(|j| {
+            black_box(kernels::quantize(black_box(&x[j % 4][..3]), &mut q3));
+        });
+        heprintln!("part\tquantize (3, dynamic scale)\t{}", n);
+        let n = meter.per_call(|_| {
+            kernels::matvec_i8(l0.weights, black_box(&q3).as_input(3), &mut acc);
+            black_box(&acc);
+        });
+        heprintln!(
+            "part\tmatvec_i8 3->64 (layer 0: one SMLAD word per row)\t{}",
+            n
+        );
+        let mut a1 = [0i32; 1];
+        let mut out = [0.0f32; 1];
+        let n = meter.per_call(|_| {
+            kernels::matvec_i8(l2.weights, black_box(&q).as_input(64), &mut a1);
+            kernels::rescale(&a1, l2.scales, l2.bias, s_x, &mut out);
+            black_box(&out);
+        });
+        heprintln!(
+            "part\thead 64->1: matvec_i8 (SMLAD, 1 row) + rescale\t{}",
+            n
+        );
     }
     let n = meter.per_call(|j| {
-        black_box(net.mean(black_box(&obs[j % 16]), libm::tanhf));
+        let mut v = x[j % 4];
+        v.iter_mut()
+            .for_each(|a| *a = tinyppo_runtime::math::tanh(*a));
+        black_box(&v);
     });
-    heprintln!(
-        "part\t3-64-64-1 int8 mean() prototype: SMLAD 2-row, libm tanhf\t{}",
-        n
-    );
-    heprintln!(
-        "info\tprototype mean() with libm tanhf bit-identical to Policy::mean\t{}",
-        identical
-    );
-    let n = meter.per_call(|j| {
-        black_box(net.mean(black_box(&obs[j % 16]), proto::tanh_rational));
-    });
-    let mut worst = 0.0f32;
-    for o in &obs {
-        if let Ok([m]) = policy.mean(o) {
-            worst = worst.max(libm::fabsf(m - net.mean(o, proto::tanh_rational)));
-        }
-    }
-    heprintln!(
-        "part\t3-64-64-1 int8 mean() prototype: SMLAD 2-row, rational tanh\t{}",
-        n
-    );
-    heprintln!(
-        "info\tprototype mean() with rational tanh: max |diff| to Policy::mean\t{:.3e}",
-        worst
-    );
-    let n = meter.per_call(|j| {
-        black_box(net.mean(black_box(&obs[j % 16]), |v: f32| v.max(0.0)));
-    });
-    heprintln!(
-        "part\t3-64-64-1 int8 mean() prototype: SMLAD 2-row, relu (cost only)\t{}",
-        n
-    );
-    let n = meter.per_call(|j| {
-        let mut r = rng::seeded(j as u64);
-        black_box(proto::normal_f32(&mut r));
-    });
-    heprintln!(
-        "part\tone normal sample, f32 sincos prototype\t{}",
-        n.saturating_sub(seed_only)
-    );
-
+    heprintln!("part\ttanh x64 (math::tanh)\t{}", n);
     let n = meter.per_call(|j| {
         let mut v = x[j % 4];
         v.iter_mut().for_each(|a| *a = libm::tanhf(*a));
@@ -321,6 +240,95 @@ fn parts(meter: &Meter) {
     heprintln!(
         "part\tstandard_normals (1 sample)\t{}",
         n.saturating_sub(seed_only)
+    );
+    kernel_shapes();
+    tanh_q_check();
+}
+
+/// `kernels::tanh_q` (assembly on this target) against
+/// `kernels::tanh_q_portable` (what the host runs): every f32 within 2⁸ of
+/// each of the 127 thresholds, both signs, and a geometric sweep over all
+/// magnitudes.
+fn tanh_q_check() {
+    let mut checked = 0u32;
+    let mut check = |y: f32| {
+        let (got, want) = (kernels::tanh_q(y), kernels::tanh_q_portable(y));
+        if got != want {
+            exit::failure(format_args!("tanh_q({y:e}) = {got}, portable {want}"));
+        }
+        checked += 1;
+    };
+    for &t in &kernels::TANH_THRESHOLDS {
+        for bits in t - 256..t + 256 {
+            check(f32::from_bits(bits));
+            check(-f32::from_bits(bits));
+        }
+    }
+    let mut bits = 0u32;
+    while bits < 0x7F80_0000 {
+        check(f32::from_bits(bits));
+        check(f32::from_bits(bits | 0x8000_0000));
+        bits += 0x0000_7FFF;
+    }
+    heprintln!(
+        "info\ttanh_q (assembly) equals tanh_q_portable\ttrue ({} inputs)",
+        checked
+    );
+}
+
+/// `Σ_c q_rc·p_c` by the definition, for the check.
+fn naive_matvec<const R: usize, const C: usize>(w: &[u8], q: &QVec<C>) -> [i32; R] {
+    let mut out = [0i32; R];
+    for (r, o) in out.iter_mut().enumerate() {
+        for c in 0..C {
+            let wv = w.get(r * C + c).map_or(0, |&b| i32::from(b as i8));
+            *o += wv * i32::from(q.get(c, C));
+        }
+    }
+    out
+}
+
+/// `matvec_i8` (the SMLAD assembly on this target) against the definition
+/// for rows 1–9 × cols {1, 3, 8, 12, 16, 24, 67}, weights at every byte
+/// offset 0–3 (unaligned rows), random bytes (including −128) and inputs.
+fn kernel_shapes() {
+    const COLS: [usize; 7] = [1, 3, 8, 12, 16, 24, 67];
+    let mut r = rng::seeded(0x5EED);
+    let mut bytes = [0u8; 9 * 67 + 4];
+    let mut checked = 0u32;
+    for b in bytes.iter_mut() {
+        *b = (rand_core::RngCore::next_u32(&mut r) >> 24) as u8;
+    }
+    for &cols in &COLS {
+        let mut xs = [0.0f32; 67];
+        for v in xs.iter_mut().take(cols) {
+            *v = rng::uniform(&mut r, -3.0, 3.0);
+        }
+        let mut q = QVec::<67>::new();
+        kernels::quantize(&xs[..cols], &mut q);
+        for rows in 1..=9 {
+            for off in 0..4 {
+                let w = &bytes[off..off + rows * cols];
+                let mut acc = [0i32; 9];
+                kernels::matvec_i8(w, q.as_input(cols), &mut acc[..rows]);
+                for (i, &a) in acc[..rows].iter().enumerate() {
+                    let mut want = 0i32;
+                    for c in 0..cols {
+                        want += i32::from(w[i * cols + c] as i8) * i32::from(q.get(c, cols));
+                    }
+                    if a != want {
+                        exit::failure(format_args!(
+                            "matvec_i8 {rows}x{cols} (offset {off}) row {i}: {a} != {want}"
+                        ));
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    heprintln!(
+        "info\tmatvec_i8 equals the naive sum on all shapes\ttrue ({} shapes x offsets)",
+        checked
     );
 }
 
@@ -374,332 +382,6 @@ fn control_tick(meter: &Meter) {
         stats.bytes / stats.transitions.max(1),
         per_tick
     );
-}
-
-mod smlad {
-    //! Prototype: the int8 dot product with the Cortex-M4 DSP instructions
-    //! (what CMSIS-NN's `arm_nn_mat_mult` does). The input is packed once
-    //! per layer into i16 pairs `(x0, x2), (x1, x3)` per 4 inputs; each
-    //! 32-bit weight word is split by `SXTB16` (bytes 0, 2) and
-    //! `SXTB16 …, ROR #8` (bytes 1, 3), and `SMLAD` adds two products to
-    //! the i32 accumulator: 4 MACs in 2 loads + 4 DSP instructions. The
-    //! sums are exact, so the layer output is bit-identical to the
-    //! runtime's `kernels::dense_i8`.
-    use tinyppo_runtime::format::f32s;
-
-    /// Packs `q` (length a multiple of 4) into i16 pairs.
-    pub fn pack(q: &[i8], out: &mut [u32]) {
-        for (c, o) in q.chunks_exact(4).zip(out.chunks_exact_mut(2)) {
-            let h = |v: i8| u32::from(v as i16 as u16);
-            o[0] = h(c[0]) | (h(c[2]) << 16);
-            o[1] = h(c[1]) | (h(c[3]) << 16);
-        }
-    }
-
-    #[inline(always)]
-    fn mac4(acc: i32, w: u32, x02: u32, x13: u32) -> i32 {
-        let out: i32;
-        // SAFETY: register-only DSP instructions of ARMv7E-M (the target's
-        // baseline): no memory access, no flags.
-        unsafe {
-            core::arch::asm!(
-                "sxtb16 {a}, {w}",
-                "sxtb16 {b}, {w}, ror #8",
-                "smlad {acc}, {a}, {x02}, {acc}",
-                "smlad {acc}, {b}, {x13}, {acc}",
-                w = in(reg) w,
-                x02 = in(reg) x02,
-                x13 = in(reg) x13,
-                a = out(reg) _,
-                b = out(reg) _,
-                acc = inout(reg) acc => out,
-                options(pure, nomem, nostack),
-            );
-        }
-        out
-    }
-
-    #[inline(always)]
-    fn word(w: &[u8]) -> u32 {
-        u32::from_le_bytes([w[0], w[1], w[2], w[3]])
-    }
-
-    /// `y = W x + b` like `kernels::dense_i8`, one row at a time; `cols`
-    /// must be a multiple of 4 (the prototype skips the tail).
-    pub fn dense_i8(
-        weights: &[u8],
-        scales: &[u8],
-        bias: &[u8],
-        packed: &[u32],
-        s_x: f32,
-        y: &mut [f32],
-    ) {
-        let cols = packed.len() * 2;
-        for (((out, row), s), b) in y
-            .iter_mut()
-            .zip(weights.chunks_exact(cols))
-            .zip(f32s(scales))
-            .zip(f32s(bias))
-        {
-            let mut acc = 0i32;
-            for (w, x) in row.chunks_exact(4).zip(packed.chunks_exact(2)) {
-                acc = mac4(acc, word(w), x[0], x[1]);
-            }
-            *out = acc as f32 * (s * s_x) + b;
-        }
-    }
-
-    /// Four rows per pass (rows must be a multiple of 4): each packed
-    /// input pair is loaded once for four rows.
-    pub fn dense_i8_x4(
-        weights: &[u8],
-        scales: &[u8],
-        bias: &[u8],
-        packed: &[u32],
-        s_x: f32,
-        y: &mut [f32],
-    ) {
-        let cols = packed.len() * 2;
-        for (r4, (outs, rows)) in y
-            .chunks_exact_mut(4)
-            .zip(weights.chunks_exact(4 * cols))
-            .enumerate()
-        {
-            let (r0, rest) = rows.split_at(cols);
-            let (r1, rest) = rest.split_at(cols);
-            let (r2, r3) = rest.split_at(cols);
-            let mut acc = [0i32; 4];
-            for ((((w0, w1), w2), w3), x) in r0
-                .chunks_exact(4)
-                .zip(r1.chunks_exact(4))
-                .zip(r2.chunks_exact(4))
-                .zip(r3.chunks_exact(4))
-                .zip(packed.chunks_exact(2))
-            {
-                acc[0] = mac4(acc[0], word(w0), x[0], x[1]);
-                acc[1] = mac4(acc[1], word(w1), x[0], x[1]);
-                acc[2] = mac4(acc[2], word(w2), x[0], x[1]);
-                acc[3] = mac4(acc[3], word(w3), x[0], x[1]);
-            }
-            for (i, (o, a)) in outs.iter_mut().zip(acc).enumerate() {
-                let r = 4 * r4 + i;
-                *o = a as f32 * (f32_at(scales, r) * s_x) + f32_at(bias, r);
-            }
-        }
-    }
-
-    /// The `i`-th little-endian f32 of `bytes` (0.0 past the end).
-    #[inline(always)]
-    pub fn f32_at(bytes: &[u8], i: usize) -> f32 {
-        match bytes.get(4 * i..4 * i + 4) {
-            Some(c) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-            None => 0.0,
-        }
-    }
-
-    /// Two rows per pass: each packed input word is loaded once for both.
-    pub fn dense_i8_x2(
-        weights: &[u8],
-        scales: &[u8],
-        bias: &[u8],
-        packed: &[u32],
-        s_x: f32,
-        y: &mut [f32],
-    ) {
-        let cols = packed.len() * 2;
-        let mut sc = f32s(scales);
-        let mut bs = f32s(bias);
-        for (outs, rows) in y.chunks_exact_mut(2).zip(weights.chunks_exact(2 * cols)) {
-            let (r0, r1) = rows.split_at(cols);
-            let (mut a0, mut a1) = (0i32, 0i32);
-            for ((w0, w1), x) in r0
-                .chunks_exact(4)
-                .zip(r1.chunks_exact(4))
-                .zip(packed.chunks_exact(2))
-            {
-                a0 = mac4(a0, word(w0), x[0], x[1]);
-                a1 = mac4(a1, word(w1), x[0], x[1]);
-            }
-            for (o, a) in outs.iter_mut().zip([a0, a1]) {
-                let (s, b) = (sc.next().unwrap_or(0.0), bs.next().unwrap_or(0.0));
-                *o = a as f32 * (s * s_x) + b;
-            }
-        }
-    }
-}
-
-mod proto {
-    //! Prototype of a faster int8 forward pass for a tanh MLP with two
-    //! hidden layers, computing exactly what `Policy::mean` computes (same
-    //! normalization, same input quantization, exact i32 sums, same f32
-    //! rescaling), with three changes: scales and biases read by index (no
-    //! iterator chain per row), quantization fused with the packing into
-    //! i16 pairs, and the 2-row SMLAD kernel (the 4-row one runs out of registers). With `libm::tanhf` it is
-    //! bit-identical to `Policy::mean` (checked at run time).
-    use super::smlad::{self, f32_at};
-    use tinyppo_runtime::format::f32s;
-    use tinyppo_runtime::{Blob, Layer};
-
-    pub struct Net<'a> {
-        layers: [Layer<'a>; 3],
-        mean: [f32; 3],
-        inv_std: [f32; 3],
-        clip: f32,
-    }
-
-    impl<'a> Net<'a> {
-        pub fn new(blob: &Blob<'a>) -> Net<'a> {
-            let mut it = blob.layers();
-            let (Some(l0), Some(l1), Some(l2)) = (it.next(), it.next(), it.next()) else {
-                super::exit::failure(format_args!("prototype wants 3 layers"))
-            };
-            let mut mean = [0.0; 3];
-            let mut inv_std = [0.0; 3];
-            mean.iter_mut()
-                .zip(f32s(blob.obs_mean))
-                .for_each(|(o, v)| *o = v);
-            inv_std
-                .iter_mut()
-                .zip(f32s(blob.obs_inv_std))
-                .for_each(|(o, v)| *o = v);
-            Net {
-                layers: [l0, l1, l2],
-                mean,
-                inv_std,
-                clip: blob.obs_clip,
-            }
-        }
-
-        /// `μ(x)` of a 3-64-64-1 policy.
-        pub fn mean(&self, obs: &[f32; 3], tanh: impl Fn(f32) -> f32) -> f32 {
-            let mut x = [0.0f32; 3];
-            for i in 0..3 {
-                let v = (obs[i] - self.mean[i]) * self.inv_std[i];
-                x[i] = if v < -self.clip {
-                    -self.clip
-                } else if v > self.clip {
-                    self.clip
-                } else {
-                    v
-                };
-            }
-            // Layer 1: 3 inputs, plain Rust.
-            let mut q3 = [0i8; 3];
-            let s_x = tinyppo_runtime::kernels::quantize_input(&x, &mut q3);
-            let l = &self.layers[0];
-            let mut h = [0.0f32; 64];
-            for (r, (o, w)) in h.iter_mut().zip(l.weights.chunks_exact(3)).enumerate() {
-                let acc = (w[0] as i8 as i32) * (q3[0] as i32)
-                    + (w[1] as i8 as i32) * (q3[1] as i32)
-                    + (w[2] as i8 as i32) * (q3[2] as i32);
-                *o = tanh(acc as f32 * (f32_at(l.scales, r) * s_x) + f32_at(l.bias, r));
-            }
-            // Layer 2: 64 -> 64.
-            let mut q = [0i8; 64];
-            let mut packed = [0u32; 32];
-            let s_x = quantize_pack(&h, &mut q, &mut packed);
-            let l = &self.layers[1];
-            let mut h2 = [0.0f32; 64];
-            smlad::dense_i8_x2(l.weights, l.scales, l.bias, &packed, s_x, &mut h2);
-            h2.iter_mut().for_each(|v| *v = tanh(*v));
-            // Head: 64 -> 1.
-            let s_x = quantize_pack(&h2, &mut q, &mut packed);
-            let l = &self.layers[2];
-            let mut out = [0.0f32; 1];
-            smlad::dense_i8(l.weights, l.scales, l.bias, &packed, s_x, &mut out);
-            out[0]
-        }
-    }
-
-    /// `kernels::quantize_input` fused with the i16-pair packing of
-    /// `smlad::pack`; same arithmetic, so the same `q` and `s_x`.
-    #[inline(always)]
-    pub fn quantize_pack(x: &[f32], q: &mut [i8], packed: &mut [u32]) -> f32 {
-        let mut amax = 0.0f32;
-        for &v in x {
-            let a = libm::fabsf(v);
-            if a > amax {
-                amax = a;
-            }
-        }
-        if amax == 0.0 {
-            q.iter_mut().for_each(|v| *v = 0);
-            packed.iter_mut().for_each(|v| *v = 0);
-            return 0.0;
-        }
-        let inv = 127.0 / amax;
-        // |t| ≤ 127·(1 + 2⁻²³)² < 127.5, so the truncation is already in
-        // [−127, 127]: the runtime's clamp never acts and is left out.
-        let qz = |v: f32| -> i32 {
-            let t = v * inv;
-            let r = if t >= 0.0 { t + 0.5 } else { t - 0.5 };
-            r as i32
-        };
-        for (c, o) in x.chunks_exact(4).zip(packed.chunks_exact_mut(2)) {
-            let (a, b, d, e) = (qz(c[0]), qz(c[1]), qz(c[2]), qz(c[3]));
-            o[0] = (a as u32 & 0xFFFF) | ((d as u32) << 16);
-            o[1] = (b as u32 & 0xFFFF) | ((e as u32) << 16);
-        }
-        amax / 127.0
-    }
-
-    /// tanh as a [13/6] rational function in f32 (Eigen's
-    /// `generic_fast_tanh_float` coefficients), input clamped to ±9.
-    /// Plain f32 multiply-adds: the same bits on the host and the device.
-    #[inline(always)]
-    pub fn tanh_rational(x: f32) -> f32 {
-        let x = x.clamp(-9.0, 9.0);
-        let x2 = x * x;
-        let mut p = x2 * -2.760_768_5e-16 + 2.000_188e-13;
-        p = x2 * p + -8.604_672e-11;
-        p = x2 * p + 5.122_297e-8;
-        p = x2 * p + 1.485_722_4e-5;
-        p = x2 * p + 6.372_619_3e-4;
-        p = x2 * p + 4.893_524_6e-3;
-        p *= x;
-        let mut q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
-        q = x2 * q + 2.268_434_6e-3;
-        q = x2 * q + 4.893_525e-3;
-        (p / q).clamp(-1.0, 1.0)
-    }
-
-    /// `(sin x, cos x)` for `x` in `[0, 2π]` in f32 only (Cephes `sinf`/
-    /// `cosf`: octant reduction with a 3-part π/4, degree-7/8 polynomials),
-    /// instead of libm's f32 functions, whose kernels evaluate in f64
-    /// (soft-float on a Cortex-M4F).
-    pub fn sincos_f32(x: f32) -> (f32, f32) {
-        const FOPI: f32 = 1.273_239_5; // 4/π
-        const DP1: f32 = 0.785_156_25;
-        const DP2: f32 = 2.418_756_5e-4;
-        const DP3: f32 = 3.774_895e-8;
-        let mut j = (x * FOPI) as i32;
-        let mut y = j as f32;
-        if j & 1 == 1 {
-            j += 1;
-            y += 1.0;
-        }
-        let j = j & 7;
-        let r = ((x - y * DP1) - y * DP2) - y * DP3;
-        let z = r * r;
-        let s = ((-1.951_529_6e-4 * z + 8.332_161e-3) * z - 1.666_665_5e-1) * z * r + r;
-        let c =
-            ((2.443_315_7e-5 * z - 1.388_731_6e-3) * z + 4.166_664_6e-2) * z * z - 0.5 * z + 1.0;
-        match j {
-            0 => (s, c),
-            2 => (c, -s),
-            4 => (-s, -c),
-            _ => (-c, s),
-        }
-    }
-
-    /// One standard normal by Box–Muller like `gaussian::standard_normals`
-    /// (same uniforms, libm `logf`/`sqrtf`), with [`sincos_f32`].
-    pub fn normal_f32<R: rand_core::RngCore>(rng: &mut R) -> f32 {
-        let u1 = ((rng.next_u32() >> 8) as f32 + 1.0) * (1.0 / 16_777_216.0);
-        let u2 = (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
-        let r = libm::sqrtf(-2.0 * libm::logf(u1));
-        r * sincos_f32(core::f32::consts::TAU * u2).1
-    }
 }
 
 mod math {
@@ -793,25 +475,20 @@ mod math {
         );
     }
 
-    // `VSQRT.F32` as a leaf function: the hard-float ABI passes and returns
-    // the f32 in s0. (Inline `asm!` cannot name `sreg` operands on this
-    // target without the unstable `vfp2` target feature.)
-    core::arch::global_asm!(
-        ".section .text.tinyppo_vsqrt,\"ax\",%progbits",
-        ".global tinyppo_vsqrt",
-        ".type tinyppo_vsqrt,%function",
-        ".thumb_func",
-        "tinyppo_vsqrt:",
-        "vsqrt.f32 s0, s0",
-        "bx lr",
-    );
-    extern "C" {
-        fn tinyppo_vsqrt(x: f32) -> f32;
+    /// `math::sqrt`: the FPU's `VSQRT.F32` on this target.
+    fn vsqrt(x: f32) -> f32 {
+        tinyppo_runtime::math::sqrt(x)
     }
 
-    fn vsqrt(x: f32) -> f32 {
-        // SAFETY: `tinyppo_vsqrt` (above) only reads and writes s0.
-        unsafe { tinyppo_vsqrt(x) }
+    /// `math::sincos_turns` at a step `k ≈ x/(2π)·2²⁴` (f32 arithmetic, so
+    /// the timing is not dominated by soft-float f64).
+    fn turns(x: f32) -> u32 {
+        (x * (16_777_216.0 / core::f32::consts::TAU)) as u32 & 0x00FF_FFFF
+    }
+
+    /// The exact angle `math::sincos_turns` evaluates for `x`.
+    fn angle(x: f64) -> f64 {
+        f64::from(turns(x as f32)) * (core::f64::consts::TAU / 16_777_216.0)
     }
 
     pub fn all(meter: &Meter) {
@@ -828,9 +505,9 @@ mod math {
         one(
             meter,
             "tanhf",
-            "rational [13/6] (prototype)",
+            "math::tanh, rational [13/6]",
             &TANH,
-            proto::tanh_rational,
+            tinyppo_runtime::math::tanh,
             libm::tanh,
         );
         one(meter, "expf", "libm", &EXP, libm::expf, libm::exp);
@@ -860,7 +537,14 @@ mod math {
             |x| F32(x).sqrt().0,
             libm::sqrt,
         );
-        one(meter, "sqrtf", "vsqrt.f32 (FPU)", &SQRT, vsqrt, libm::sqrt);
+        one(
+            meter,
+            "sqrtf",
+            "math::sqrt: vsqrt.f32 (FPU)",
+            &SQRT,
+            vsqrt,
+            libm::sqrt,
+        );
         one(meter, "sinf", "libm", &TRIG, libm::sinf, libm::sin);
         one(
             meter,
@@ -882,29 +566,29 @@ mod math {
         one(
             meter,
             "sinf",
-            "Cephes f32 (prototype)",
+            "math::sincos_turns (of 2pi k/2^24)",
             &TRIG,
-            |x| proto::sincos_f32(x).0,
-            libm::sin,
+            |x| tinyppo_runtime::math::sincos_turns(turns(x)).0,
+            |x| libm::sin(angle(x)),
         );
         one(
             meter,
             "cosf",
-            "Cephes f32 (prototype)",
+            "math::sincos_turns (of 2pi k/2^24)",
             &TRIG,
-            |x| proto::sincos_f32(x).1,
-            libm::cos,
+            |x| tinyppo_runtime::math::sincos_turns(turns(x)).1,
+            |x| libm::cos(angle(x)),
         );
         one(
             meter,
             "sincosf",
-            "Cephes f32 (prototype, sin+cos)",
+            "math::sincos_turns (sin+cos)",
             &TRIG,
             |x| {
-                let (s, c) = proto::sincos_f32(x);
+                let (s, c) = tinyppo_runtime::math::sincos_turns(turns(x));
                 s + c
             },
-            |x| libm::sin(x) + libm::cos(x),
+            |x| libm::sin(angle(x)) + libm::cos(angle(x)),
         );
         one(
             meter,
