@@ -29,20 +29,28 @@ pub fn eval_blob(
     }
 }
 
-fn run<P: Plant<O, A> + Default, const O: usize, const A: usize>(
+/// Loads a blob as a policy for plant `P`, with an error naming the plant
+/// and its dimensions when they do not match.
+pub fn load_for<P: Plant<O, A>, const O: usize, const A: usize>(
     blob: &[u8],
-    episodes: usize,
-    seed: u64,
-    stochastic: bool,
-) -> Result<Vec<f64>> {
-    let policy = Policy::<O, A, 256>::from_bytes(blob)
+) -> Result<Policy<'_, O, A, 256>> {
+    Policy::<O, A, 256>::from_bytes(blob)
         .map_err(anyhow::Error::msg)
         .with_context(|| {
             format!(
                 "the policy does not fit plant {} ({O} observations, {A} actions)",
                 P::NAME
             )
-        })?;
+        })
+}
+
+fn run<P: Plant<O, A> + Default, const O: usize, const A: usize>(
+    blob: &[u8],
+    episodes: usize,
+    seed: u64,
+    stochastic: bool,
+) -> Result<Vec<f64>> {
+    let policy = load_for::<P, O, A>(blob)?;
     let mut rng = seeded(seed);
     let mut returns = Vec::with_capacity(episodes);
     for _ in 0..episodes {

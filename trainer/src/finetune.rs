@@ -34,7 +34,7 @@ use crate::offpolicy::{
     decoupled_ppo_loss, ess_fraction, ess_fraction_log, kl_behaviour_prox, log_probs_and_values,
     per_decision_weights, single_ratio_weights, values_of, vtrace, IsCorrection, TraceInput,
 };
-use crate::optim::clip_grad_norm;
+use crate::optim::guarded_step;
 use crate::ppo::TrainState;
 
 pub mod import;
@@ -756,29 +756,16 @@ fn update(
                 ws,
                 Some(&mut grad),
             );
-            for (name, v) in [
-                ("policy loss", st.pg_loss),
-                ("value loss", st.v_loss),
-                ("entropy", st.entropy),
-            ] {
-                if !v.is_finite() {
-                    bail!("{name} is {v}");
-                }
-            }
-            let gn = clip_grad_norm(&mut grad, state.cfg.max_grad_norm);
-            if !gn.is_finite() {
-                bail!("gradient norm is {gn}");
-            }
-            state.adam.step(&mut state.model.params, &grad, lr);
-            if let Some(k) = state.model.params.iter().position(|p| !p.is_finite()) {
-                bail!("weight {k} became {}", state.model.params[k]);
-            }
-            sum.pg_loss += st.pg_loss;
-            sum.v_loss += st.v_loss;
-            sum.entropy += st.entropy;
-            sum.approx_kl += st.approx_kl;
-            sum.old_approx_kl += st.old_approx_kl;
-            sum.clipfrac += st.clipfrac;
+            let gn = guarded_step(
+                &st,
+                &mut grad,
+                &mut state.model.params,
+                &mut state.adam,
+                state.cfg.max_grad_norm,
+                lr,
+            )
+            .map_err(anyhow::Error::msg)?;
+            sum.add(&st);
             gnorm_sum += gn;
             count += 1;
             epoch_kl = st.approx_kl;

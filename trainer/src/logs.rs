@@ -23,7 +23,6 @@ use tinyppo_runtime::log::{
 };
 use tinyppo_runtime::plants::{self, Plant};
 use tinyppo_runtime::sim::{self, SimConfig, SimStats};
-use tinyppo_runtime::Policy;
 
 /// Why a frame was not accepted, as `logs decode` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,14 +465,7 @@ fn simulate<P: Plant<O, A> + Default, const O: usize, const A: usize>(
     blob: &[u8],
     cfg: &SimConfig,
 ) -> Result<(Vec<u8>, SimStats)> {
-    let policy = Policy::<O, A, 256>::from_bytes(blob)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| {
-            format!(
-                "the policy does not fit plant {} ({O} observations, {A} actions)",
-                P::NAME
-            )
-        })?;
+    let policy = crate::evaluate::load_for::<P, O, A>(blob)?;
     let code = sim::plant_code(P::NAME).context("built-in plant without a log code")?;
     let mut bytes = Vec::new();
     let mut plant = P::default();

@@ -72,6 +72,19 @@ pub struct LossStats {
     pub clipfrac: f32,
 }
 
+impl LossStats {
+    /// Adds the diagnostics of another minibatch (for averages).
+    pub fn add(&mut self, o: &LossStats) {
+        self.total += o.total;
+        self.pg_loss += o.pg_loss;
+        self.v_loss += o.v_loss;
+        self.entropy += o.entropy;
+        self.approx_kl += o.approx_kl;
+        self.old_approx_kl += o.old_approx_kl;
+        self.clipfrac += o.clipfrac;
+    }
+}
+
 /// Reusable buffers of the loss computation.
 #[derive(Default)]
 pub struct Workspace {

@@ -71,3 +71,36 @@ pub fn clip_grad_norm(grad: &mut [f32], max_norm: f32) -> f32 {
     }
     norm
 }
+
+/// One guarded optimizer step, shared by PPO and the off-policy fine-tune:
+/// refuses a non-finite loss term, gradient norm or resulting weight and
+/// says which (`"policy loss is NaN"`, `"weight 12 became inf"`); otherwise
+/// clips `grad` to `max_grad_norm`, takes an Adam step and returns the
+/// gradient norm before clipping. The caller adds where it happened.
+pub fn guarded_step(
+    st: &crate::loss::LossStats,
+    grad: &mut [f32],
+    params: &mut [f32],
+    adam: &mut Adam,
+    max_grad_norm: f32,
+    lr: f32,
+) -> Result<f32, String> {
+    for (name, v) in [
+        ("policy loss", st.pg_loss),
+        ("value loss", st.v_loss),
+        ("entropy", st.entropy),
+    ] {
+        if !v.is_finite() {
+            return Err(format!("{name} is {v}"));
+        }
+    }
+    let gn = clip_grad_norm(grad, max_grad_norm);
+    if !gn.is_finite() {
+        return Err(format!("gradient norm is {gn}"));
+    }
+    adam.step(params, grad, lr);
+    if let Some(k) = params.iter().position(|p| !p.is_finite()) {
+        return Err(format!("weight {k} became {}", params[k]));
+    }
+    Ok(gn)
+}

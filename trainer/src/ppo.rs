@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use ndarray::ArrayView2;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use crate::loss::{ppo_loss, LossCoefs, LossStats, Minibatch, Workspace};
 use crate::mlp::Cache;
 use crate::model::{gaussian_log_prob, ActorCritic};
 use crate::normalize::{normalize_obs, RewardScaler, RunningMeanStd};
-use crate::optim::{clip_grad_norm, Adam};
+use crate::optim::{guarded_step, Adam};
 
 /// Everything that defines a run's state between updates (the checkpoint).
 #[derive(Clone, Serialize, Deserialize)]
@@ -444,34 +444,16 @@ impl Trainer {
                     &mut self.ws,
                     Some(&mut grad),
                 );
-                for (name, v) in [
-                    ("policy loss", st.pg_loss),
-                    ("value loss", st.v_loss),
-                    ("entropy", st.entropy),
-                ] {
-                    if !v.is_finite() {
-                        bail!("training diverged at update {update}: {name} is {v}");
-                    }
-                }
-                let gn = clip_grad_norm(&mut grad, cfg.max_grad_norm);
-                if !gn.is_finite() {
-                    bail!("training diverged at update {update}: gradient norm is {gn}");
-                }
-                self.state
-                    .adam
-                    .step(&mut self.state.model.params, &grad, lr);
-                if let Some(k) = self.state.model.params.iter().position(|p| !p.is_finite()) {
-                    bail!(
-                        "training diverged at update {update}: weight {k} became {}",
-                        self.state.model.params[k]
-                    );
-                }
-                sum.pg_loss += st.pg_loss;
-                sum.v_loss += st.v_loss;
-                sum.entropy += st.entropy;
-                sum.approx_kl += st.approx_kl;
-                sum.old_approx_kl += st.old_approx_kl;
-                sum.clipfrac += st.clipfrac;
+                let gn = guarded_step(
+                    &st,
+                    &mut grad,
+                    &mut self.state.model.params,
+                    &mut self.state.adam,
+                    cfg.max_grad_norm,
+                    lr,
+                )
+                .map_err(|q| anyhow!("training diverged at update {update}: {q}"))?;
+                sum.add(&st);
                 gnorm_sum += gn;
                 count += 1;
                 epoch_kl = st.approx_kl;
