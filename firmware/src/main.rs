@@ -196,21 +196,7 @@ mod paced {
         }
         let n = encode_end(&ctl.totals(&log), &mut buf).ok();
         emit(n.and_then(|n| buf.get(..n)));
-        let s = ctl.stats();
-        let stats = SimStats {
-            episodes: s.episodes,
-            transitions: s.transitions,
-            dropped: log.dropped(),
-            mean_return: if s.episodes == 0 {
-                0.0
-            } else {
-                (s.return_sum / s.episodes as f64) as f32
-            },
-            return_sum: s.return_sum,
-            nonfinite_obs: s.nonfinite_obs,
-            frames,
-            bytes,
-        };
+        let stats = SimStats::new(ctl.stats(), log.dropped(), frames, bytes);
         (stats, late)
     }
 }

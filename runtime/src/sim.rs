@@ -24,7 +24,7 @@
 
 use core::convert::Infallible;
 
-use crate::control::{Actuator, ControlLoop, Outcome, RewardSource, Sensor};
+use crate::control::{Actuator, ControlLoop, LoopStats, Outcome, RewardSource, Sensor};
 use crate::log::{encode_end, encode_header, Header, Logger, LOG_VERSION, MAX_FRAME_LEN};
 use crate::plants::{Plant, Transition, NAMES};
 use crate::policy::Policy;
@@ -60,6 +60,27 @@ pub struct SimStats {
     pub frames: u32,
     /// Bytes written to the sink.
     pub bytes: u32,
+}
+
+impl SimStats {
+    /// The statistics of a finished run: the loop's counters, the
+    /// logger's drop count, and the frames and bytes written to the sink.
+    pub fn new(s: &LoopStats, dropped: u32, frames: u32, bytes: u32) -> Self {
+        SimStats {
+            episodes: s.episodes,
+            transitions: s.transitions,
+            dropped,
+            mean_return: if s.episodes == 0 {
+                0.0
+            } else {
+                (s.return_sum / s.episodes as f64) as f32
+            },
+            return_sum: s.return_sum,
+            nonfinite_obs: s.nonfinite_obs,
+            frames,
+            bytes,
+        }
+    }
 }
 
 /// The log's plant code of a built-in plant name (its index in
@@ -298,19 +319,5 @@ where
     let n = encode_end(&totals, &mut buf).ok();
     out.emit(n.and_then(|n| buf.get(..n)));
 
-    let s = ctl.stats();
-    SimStats {
-        episodes: s.episodes,
-        transitions: s.transitions,
-        dropped: log.dropped(),
-        mean_return: if s.episodes == 0 {
-            0.0
-        } else {
-            (s.return_sum / s.episodes as f64) as f32
-        },
-        return_sum: s.return_sum,
-        nonfinite_obs: s.nonfinite_obs,
-        frames: out.frames,
-        bytes: out.bytes,
-    }
+    SimStats::new(ctl.stats(), log.dropped(), out.frames, out.bytes)
 }

@@ -779,12 +779,7 @@ fn update(
     Ok(FinetuneMetrics {
         losses: LossStats {
             total: 0.0,
-            pg_loss: sum.pg_loss / c,
-            v_loss: sum.v_loss / c,
-            entropy: sum.entropy / c,
-            approx_kl: sum.approx_kl / c,
-            old_approx_kl: sum.old_approx_kl / c,
-            clipfrac: sum.clipfrac / c,
+            ..sum.mean(count)
         },
         explained_variance: ev as f32,
         grad_norm: gnorm_sum / c,

@@ -83,6 +83,21 @@ impl LossStats {
         self.old_approx_kl += o.old_approx_kl;
         self.clipfrac += o.clipfrac;
     }
+
+    /// The sums of [`LossStats::add`] divided by the number of minibatches
+    /// (at least 1).
+    pub fn mean(&self, count: u32) -> LossStats {
+        let c = count.max(1) as f32;
+        LossStats {
+            total: self.total / c,
+            pg_loss: self.pg_loss / c,
+            v_loss: self.v_loss / c,
+            entropy: self.entropy / c,
+            approx_kl: self.approx_kl / c,
+            old_approx_kl: self.old_approx_kl / c,
+            clipfrac: self.clipfrac / c,
+        }
+    }
 }
 
 /// Reusable buffers of the loss computation.

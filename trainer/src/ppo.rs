@@ -466,6 +466,7 @@ impl Trainer {
         self.seconds.1 += t1.elapsed().as_secs_f64();
 
         let c = count.max(1) as f32;
+        let avg = sum.mean(count);
         let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let (ret_mean, val_mean) = (mean(&self.buf.returns), mean(&self.buf.values));
         let _ = val_mean;
@@ -506,12 +507,12 @@ impl Trainer {
             },
             episodes: finished.len() as u32,
             learning_rate: lr,
-            pg_loss: sum.pg_loss / c,
-            v_loss: sum.v_loss / c,
-            entropy: sum.entropy / c,
-            approx_kl: sum.approx_kl / c,
-            old_approx_kl: sum.old_approx_kl / c,
-            clipfrac: sum.clipfrac / c,
+            pg_loss: avg.pg_loss,
+            v_loss: avg.v_loss,
+            entropy: avg.entropy,
+            approx_kl: avg.approx_kl,
+            old_approx_kl: avg.old_approx_kl,
+            clipfrac: avg.clipfrac,
             explained_variance: ev as f32,
             grad_norm: gnorm_sum / c,
             epochs,
