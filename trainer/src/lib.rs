@@ -18,5 +18,6 @@ pub mod model;
 pub mod normalize;
 pub mod offpolicy;
 pub mod optim;
+pub mod pg;
 pub mod ppo;
 pub mod report;
