@@ -15,7 +15,8 @@ use tinyppo_runtime::format::CRC32C;
 use crate::ppo::TrainState;
 
 const MAGIC: &[u8; 4] = b"TPCK";
-const VERSION: u16 = 1;
+/// 2: the configuration gained the algorithm family's fields (issue 6).
+const VERSION: u16 = 2;
 
 /// Writes `bytes` to `path` atomically (temp file + fsync + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -10,11 +10,50 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::mlp::Act;
+use crate::pg::{Baseline, ReturnKind, ValueTarget};
 
-/// PPO hyperparameters. Names follow the papers and CleanRL.
+/// The training algorithm (`--algo`), from the notes' family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Algo {
+    /// PPO: clipped surrogate, several epochs of minibatches per rollout.
+    Ppo,
+    /// Batch actor-critic (A2C): one full-batch gradient step per rollout
+    /// on GAE(λ) or n-step advantages.
+    A2c,
+    /// REINFORCE: Monte-Carlo returns of complete episodes, with an
+    /// optional baseline.
+    Reinforce,
+}
+
+impl Algo {
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Ppo => "ppo",
+            Algo::A2c => "a2c",
+            Algo::Reinforce => "reinforce",
+        }
+    }
+}
+
+/// Advantage estimator of `ppo` and `a2c`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvantageKind {
+    /// GAE(λ) with `gae_lambda`.
+    Gae,
+    /// n-step advantages with `n_step`.
+    Nstep,
+}
+
+/// Training hyperparameters (PPO's, plus the choices of the simpler
+/// algorithms). Names follow the papers and CleanRL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
+    /// Algorithm: `ppo`, `a2c` or `reinforce`.
+    pub algo: Algo,
     /// Plant name (`pendulum`, `mountain-car`, `cartpole`, `dc-motor`).
     pub env: String,
     /// Seed of every random choice in the run.
@@ -33,6 +72,18 @@ pub struct PpoConfig {
     pub gamma: f32,
     /// GAE λ.
     pub gae_lambda: f32,
+    /// Advantages of ppo and a2c: `gae` or `nstep`.
+    pub advantage: AdvantageKind,
+    /// n of the n-step advantages (`advantage = "nstep"`).
+    pub n_step: usize,
+    /// REINFORCE: weigh each step by the `full` return or the `reward_to_go`.
+    pub pg_return: ReturnKind,
+    /// REINFORCE baseline: `none`, `mean`, `value` (learned V) or `optimal`
+    /// (the variance-minimizing constant per parameter; full return only).
+    pub baseline: Baseline,
+    /// REINFORCE value-function targets: `mc` (reward-to-go) or
+    /// `bootstrap` (`r + γV(s')`).
+    pub value_target: ValueTarget,
     /// Minibatches per epoch.
     pub num_minibatches: usize,
     /// Epochs over each rollout.
@@ -80,6 +131,7 @@ impl Default for PpoConfig {
     fn default() -> Self {
         // CleanRL's ppo_continuous_action defaults.
         PpoConfig {
+            algo: Algo::Ppo,
             env: "pendulum".into(),
             seed: 1,
             total_timesteps: 1_000_000,
@@ -89,6 +141,11 @@ impl Default for PpoConfig {
             num_steps: 2048,
             gamma: 0.99,
             gae_lambda: 0.95,
+            advantage: AdvantageKind::Gae,
+            n_step: 5,
+            pg_return: ReturnKind::RewardToGo,
+            baseline: Baseline::Value,
+            value_target: ValueTarget::Mc,
             num_minibatches: 32,
             update_epochs: 10,
             norm_adv: true,
@@ -136,14 +193,14 @@ pub fn resolve(
     config_file: Option<&std::path::Path>,
     sets: &[String],
 ) -> Result<PpoConfig> {
-    let mut table = toml::Table::try_from(PpoConfig::default()).context("serializing defaults")?;
     let preset_src = preset(env).with_context(|| {
         format!("unknown env {env:?}: expected one of pendulum, mountain-car, cartpole, dc-motor")
     })?;
-    let p: toml::Table = preset_src
+    let plant: toml::Table = preset_src
         .parse()
         .with_context(|| format!("preset for {env}"))?;
-    merge(&mut table, p);
+    // The user's layers, later wins.
+    let mut user = Vec::new();
     if let Some(path) = config_file {
         let src =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -151,7 +208,7 @@ pub fn resolve(
             .parse()
             .with_context(|| format!("parsing {}", path.display()))?;
         check_keys(&t, &path.display().to_string())?;
-        merge(&mut table, t);
+        user.push(t);
     }
     for s in sets {
         let (k, v) = s
@@ -165,12 +222,52 @@ pub fn resolve(
         let mut t = toml::Table::new();
         t.insert(k.trim().to_string(), v);
         check_keys(&t, "--set")?;
+        user.push(t);
+    }
+    // The algorithm decides which algorithm preset sits between the plant's
+    // preset and the user's layers.
+    let algo = user
+        .iter()
+        .rev()
+        .chain(std::iter::once(&plant))
+        .find_map(|t| t.get("algo").cloned());
+    let mut table = toml::Table::try_from(PpoConfig::default()).context("serializing defaults")?;
+    merge(&mut table, plant);
+    if let Some(algo) = algo {
+        let name = algo
+            .as_str()
+            .with_context(|| format!("algo: expected ppo, a2c or reinforce, got {algo}"))?;
+        if let Some(t) = algo_preset(name, env)? {
+            merge(&mut table, t);
+        }
+    }
+    for t in user {
         merge(&mut table, t);
     }
     table.insert("env".into(), toml::Value::String(env.to_string()));
     let cfg: PpoConfig = table.try_into().context("invalid configuration value")?;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The overrides of a non-PPO algorithm (`presets/algo-<name>.toml`): its
+/// top-level keys, then the keys of its `[<env>]` table.
+fn algo_preset(algo: &str, env: &str) -> Result<Option<toml::Table>> {
+    let src = match algo {
+        "ppo" => return Ok(None),
+        "a2c" => include_str!("../presets/algo-a2c.toml"),
+        "reinforce" => include_str!("../presets/algo-reinforce.toml"),
+        other => bail!("algo: expected ppo, a2c or reinforce, got {other:?}"),
+    };
+    let mut t: toml::Table = src
+        .parse()
+        .with_context(|| format!("preset algo-{algo}.toml"))?;
+    let plant = t.get(env).and_then(|v| v.as_table()).cloned();
+    t.retain(|_, v| !v.is_table());
+    if let Some(p) = plant {
+        merge(&mut t, p);
+    }
+    Ok(Some(t))
 }
 
 fn check_keys(t: &toml::Table, origin: &str) -> Result<()> {
@@ -218,6 +315,27 @@ impl PpoConfig {
         }
         if !(1..=2).contains(&self.threads) {
             bail!("threads must be 1 or 2, got {}", self.threads);
+        }
+        if self.algo == Algo::A2c && (self.update_epochs != 1 || self.num_minibatches != 1) {
+            bail!(
+                "algo a2c takes one full-batch gradient step per rollout: update_epochs and \
+                 num_minibatches must be 1, got {} and {}",
+                self.update_epochs,
+                self.num_minibatches
+            );
+        }
+        if self.algo == Algo::Reinforce
+            && self.baseline == Baseline::Optimal
+            && self.pg_return != ReturnKind::Full
+        {
+            bail!(
+                "baseline = \"optimal\" is the notes' constant for the full return: \
+                 set pg_return = \"full\" (got {:?})",
+                self.pg_return
+            );
+        }
+        if self.n_step == 0 {
+            bail!("n_step must be ≥ 1");
         }
         if self.num_envs == 0 || self.num_steps == 0 || self.update_epochs == 0 {
             bail!("num_envs, num_steps and update_epochs must be ≥ 1");

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use tinyppo_runtime::Blob;
@@ -100,6 +100,16 @@ enum Cmd {
     /// with importance weights; docs/OFFPOLICY.md). Writes a checkpoint and
     /// policy.bin (int8) as the run's next policy version.
     Finetune(Box<FinetuneArgs>),
+    /// Plot the learning curves of several runs: one panel per plant, one
+    /// median line with a min–max band per algorithm (over the runs given).
+    Plot {
+        /// Run directories (each with config.toml and metrics.csv).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output PNG.
+        #[arg(long, default_value = "learning-curves.png")]
+        out: PathBuf,
+    },
     /// Work with device rollout logs.
     Logs {
         #[command(subcommand)]
@@ -125,6 +135,10 @@ struct TrainArgs {
     /// Plant: pendulum, mountain-car, cartpole, dc-motor.
     #[arg(long, required_unless_present = "resume")]
     env: Option<String>,
+    /// Algorithm (its preset presets/algo-<name>.toml applies over the
+    /// plant's; same as --set algo=NAME).
+    #[arg(long, value_enum)]
+    algo: Option<config::Algo>,
     /// Environment steps (overrides total_timesteps).
     #[arg(long)]
     total_steps: Option<u64>,
@@ -141,7 +155,7 @@ struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["env", "config", "sets", "seed", "out"])]
+    #[arg(long, conflicts_with_all = ["env", "algo", "config", "sets", "seed", "out"])]
     resume: Option<PathBuf>,
     /// No progress bar or summary.
     #[arg(long)]
@@ -224,6 +238,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Train(a) => train(a),
+        Cmd::Plot { runs, out } => plot_runs(&runs, &out),
         Cmd::Eval {
             policy,
             env,
@@ -260,6 +275,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// `tinyppo plot`: groups runs by plant (panels) and algorithm (bands).
+fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<()> {
+    let mut panels: Vec<report::Panel> = Vec::new();
+    for dir in runs {
+        let cfg_path = dir.join("config.toml");
+        let src = std::fs::read_to_string(&cfg_path)
+            .with_context(|| format!("reading {}", cfg_path.display()))?;
+        let cfg: config::PpoConfig =
+            toml::from_str(&src).with_context(|| format!("parsing {}", cfg_path.display()))?;
+        let metrics = dir.join("metrics.csv");
+        let rows = report::read_metrics(&metrics)?;
+        if rows.is_empty() {
+            bail!(
+                "{}: no metrics rows (has the run finished an update?)",
+                metrics.display()
+            );
+        }
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (r.global_step as f64, r.recent_return))
+            .collect();
+        let pi = match panels.iter().position(|p| p.title == cfg.env) {
+            Some(i) => i,
+            None => {
+                panels.push(report::Panel {
+                    title: cfg.env.clone(),
+                    groups: Vec::new(),
+                });
+                panels.len() - 1
+            }
+        };
+        let groups = &mut panels[pi].groups;
+        match groups.iter_mut().find(|g| g.label == cfg.algo.name()) {
+            Some(g) => g.runs.push(pts),
+            None => groups.push(report::Group {
+                label: cfg.algo.name().to_string(),
+                runs: vec![pts],
+            }),
+        }
+    }
+    report::band_plot(
+        out,
+        "environment steps",
+        "return (mean of last 100 episodes)",
+        &panels,
+    )?;
+    println!("wrote {} ({} runs)", out.display(), runs.len());
+    Ok(())
+}
+
 fn read_blob(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Blob::parse(&bytes)
@@ -288,6 +353,9 @@ fn train(a: TrainArgs) -> Result<()> {
         if let Some(s) = a.seed {
             sets.push(format!("seed={s}"));
         }
+        if let Some(algo) = a.algo {
+            sets.insert(0, format!("algo=\"{}\"", algo.name()));
+        }
         let cfg = config::resolve(env, a.config.as_deref(), &sets)?;
         let out = a
             .out
@@ -299,7 +367,10 @@ fn train(a: TrainArgs) -> Result<()> {
         (Trainer::new(cfg)?, out, Vec::new())
     };
     let cfg = trainer.state.cfg.clone();
-    let total = cfg.num_updates() * cfg.batch_size() as u64;
+    let total = match cfg.algo {
+        config::Algo::Reinforce => cfg.total_timesteps,
+        config::Algo::Ppo | config::Algo::A2c => cfg.num_updates() * cfg.batch_size() as u64,
+    };
     let pb = if a.quiet {
         ProgressBar::hidden()
     } else {
@@ -317,6 +388,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let started = Instant::now();
     while !trainer.done() {
         let t0 = Instant::now();
+        let step0 = trainer.state.global_step;
         let mut m: UpdateMetrics = match trainer.step_update() {
             Ok(m) => m,
             Err(e) => {
@@ -338,7 +410,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 return Err(e.context(hint));
             }
         };
-        m.sps = cfg.batch_size() as f64 / t0.elapsed().as_secs_f64();
+        m.sps = (m.global_step - step0) as f64 / t0.elapsed().as_secs_f64();
         pb.set_position(m.global_step);
         pb.set_message(format!(
             "{:.0} steps/s | return {:.1} | approx_kl {:.4}",
@@ -364,7 +436,12 @@ fn train(a: TrainArgs) -> Result<()> {
         &[(&int8, Quant::Int8), (&f32b, Quant::F32)],
         "train",
     )?;
-    report::learning_curve(&out.join("learning-curve.png"), &cfg.env, &rows)?;
+    report::learning_curve(
+        &out.join("learning-curve.png"),
+        cfg.algo.name(),
+        &cfg.env,
+        &rows,
+    )?;
     if !a.quiet {
         let rets = eval_blob(
             &int8,

@@ -1,4 +1,5 @@
-//! The PPO training loop: vectorized rollouts, GAE, clipped updates.
+//! The training loop: vectorized rollouts, GAE, clipped updates (PPO; A2C
+//! is its one-step special case, REINFORCE lives in [`reinforce`]).
 //!
 //! One *update* = a rollout of `num_steps` steps in each of `num_envs`
 //! plants, GAE advantages (see [`crate::gae`]), then `update_epochs` passes
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tinyppo_runtime::gaussian::standard_normals;
 use tinyppo_runtime::rng::{seeded, DefaultRng};
 
-use crate::config::PpoConfig;
+use crate::config::{AdvantageKind, Algo, PpoConfig};
 use crate::env::{make_env, Env};
 use crate::gae::{gae, GaeInput};
 use crate::loss::{ppo_loss, LossCoefs, LossStats, Minibatch, Workspace};
@@ -26,6 +27,9 @@ use crate::mlp::Cache;
 use crate::model::{gaussian_log_prob, ActorCritic};
 use crate::normalize::{normalize_obs, RewardScaler, RunningMeanStd};
 use crate::optim::{guarded_step, Adam};
+use crate::pg::nstep_advantages;
+
+mod reinforce;
 
 /// Everything that defines a run's state between updates (the checkpoint).
 #[derive(Clone, Serialize, Deserialize)]
@@ -48,6 +52,9 @@ pub struct TrainState {
     pub update: u64,
     /// Returns of the last finished episodes (up to 100).
     pub recent_returns: VecDeque<f64>,
+    /// REINFORCE: statistics of the value targets; the critic fits
+    /// `(y − mean)/std` and `V = mean + std · net`.
+    pub target_rms: RunningMeanStd,
 }
 
 /// Metrics of one update (one `metrics.csv` row; CleanRL's key names).
@@ -160,6 +167,7 @@ impl Trainer {
             global_step: 0,
             update: 0,
             recent_returns: VecDeque::new(),
+            target_rms: RunningMeanStd::new(1),
             cfg,
         };
         Self::from_state(state)
@@ -219,9 +227,30 @@ impl Trainer {
         })
     }
 
-    /// True once `total_timesteps` is reached.
+    /// True once `total_timesteps` is reached (REINFORCE: once at least
+    /// that many steps were taken; its batches vary in length).
     pub fn done(&self) -> bool {
-        self.state.update >= self.state.cfg.num_updates()
+        match self.state.cfg.algo {
+            Algo::Reinforce => self.state.global_step >= self.state.cfg.total_timesteps,
+            Algo::Ppo | Algo::A2c => self.state.update >= self.state.cfg.num_updates(),
+        }
+    }
+
+    /// The learning rate of update `update` (1-based): linearly annealed
+    /// over the run when `anneal_lr`.
+    fn learning_rate(&self, update: u64) -> f32 {
+        let cfg = &self.state.cfg;
+        let frac = match cfg.algo {
+            Algo::Reinforce => {
+                1.0 - (self.state.global_step as f64 / cfg.total_timesteps.max(1) as f64) as f32
+            }
+            Algo::Ppo | Algo::A2c => 1.0 - (update - 1) as f32 / cfg.num_updates() as f32,
+        };
+        if cfg.anneal_lr {
+            frac.max(0.0) * cfg.learning_rate
+        } else {
+            cfg.learning_rate
+        }
     }
 
     /// Normalizes rows of raw observations into `out` with the current
@@ -351,6 +380,9 @@ impl Trainer {
     /// Runs one update (rollout + optimization) and returns its metrics, or
     /// an error naming the quantity that became non-finite.
     pub fn step_update(&mut self) -> Result<UpdateMetrics> {
+        if self.state.cfg.algo == Algo::Reinforce {
+            return self.reinforce_update();
+        }
         let cfg = self.state.cfg.clone();
         let update = self.state.update + 1;
         let t0 = std::time::Instant::now();
@@ -372,7 +404,12 @@ impl Trainer {
             truncated: &self.buf.truncated,
             num_envs: cfg.num_envs,
         };
-        gae(&inp, cfg.gamma, cfg.gae_lambda, &mut self.buf.adv);
+        match cfg.advantage {
+            AdvantageKind::Gae => gae(&inp, cfg.gamma, cfg.gae_lambda, &mut self.buf.adv),
+            AdvantageKind::Nstep => {
+                nstep_advantages(&inp, cfg.gamma, cfg.n_step, &mut self.buf.adv)
+            }
+        }
         for ((r, a), v) in self
             .buf
             .returns
@@ -383,12 +420,7 @@ impl Trainer {
             *r = a + v;
         }
 
-        let frac = 1.0 - (update - 1) as f32 / cfg.num_updates() as f32;
-        let lr = if cfg.anneal_lr {
-            frac * cfg.learning_rate
-        } else {
-            cfg.learning_rate
-        };
+        let lr = self.learning_rate(update);
         let coefs = LossCoefs {
             clip_coef: cfg.clip_coef,
             clip_vloss: cfg.clip_vloss,
@@ -467,29 +499,7 @@ impl Trainer {
 
         let c = count.max(1) as f32;
         let avg = sum.mean(count);
-        let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
-        let (ret_mean, val_mean) = (mean(&self.buf.returns), mean(&self.buf.values));
-        let _ = val_mean;
-        let var_r = self
-            .buf
-            .returns
-            .iter()
-            .map(|&r| (r as f64 - ret_mean).powi(2))
-            .sum::<f64>();
-        let diff: Vec<f32> = self
-            .buf
-            .returns
-            .iter()
-            .zip(&self.buf.values)
-            .map(|(r, v)| r - v)
-            .collect();
-        let dm = mean(&diff);
-        let var_d = diff.iter().map(|&d| (d as f64 - dm).powi(2)).sum::<f64>();
-        let ev = if var_r == 0.0 {
-            f64::NAN
-        } else {
-            1.0 - var_d / var_r
-        };
+        let ev = explained_variance(&self.buf.returns, &self.buf.values);
         let ep_mean = if finished.is_empty() {
             f64::NAN
         } else {
@@ -526,5 +536,27 @@ impl Trainer {
                 / ad as f32,
             sps: 0.0,
         })
+    }
+}
+
+/// `1 − Var(y − v)/Var(y)` (NaN when the targets are constant).
+pub(crate) fn explained_variance(targets: &[f32], values: &[f32]) -> f64 {
+    let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| v.sum::<f64>() / n as f64;
+    let n = targets.len().max(1);
+    let ym = mean(&mut targets.iter().map(|&x| x as f64), n);
+    let dm = mean(
+        &mut targets.iter().zip(values).map(|(y, v)| (y - v) as f64),
+        n,
+    );
+    let var_y: f64 = targets.iter().map(|&y| (y as f64 - ym).powi(2)).sum();
+    let var_d: f64 = targets
+        .iter()
+        .zip(values)
+        .map(|(y, v)| ((y - v) as f64 - dm).powi(2))
+        .sum();
+    if var_y == 0.0 {
+        f64::NAN
+    } else {
+        1.0 - var_d / var_y
     }
 }

@@ -115,14 +115,14 @@ pub fn line_plot(
 
 /// The learning curve of one run: mean return of the last 100 episodes
 /// against environment steps.
-pub fn learning_curve(path: &Path, env: &str, rows: &[UpdateMetrics]) -> Result<()> {
+pub fn learning_curve(path: &Path, algo: &str, env: &str, rows: &[UpdateMetrics]) -> Result<()> {
     let pts: Vec<(f64, f64)> = rows
         .iter()
         .map(|r| (r.global_step as f64, r.recent_return))
         .collect();
     line_plot(
         path,
-        &format!("tinyppo PPO on {env}"),
+        &format!("tinyppo {algo} on {env}"),
         "environment steps",
         "episode return (mean of last 100)",
         &[Series {
@@ -130,4 +130,139 @@ pub fn learning_curve(path: &Path, env: &str, rows: &[UpdateMetrics]) -> Result<
             points: &pts,
         }],
     )
+}
+
+/// Several runs of one configuration (e.g. one algorithm over seeds).
+pub struct Group {
+    /// Legend label.
+    pub label: String,
+    /// Each run's `(x, y)` points, x increasing.
+    pub runs: Vec<Vec<(f64, f64)>>,
+}
+
+/// One panel of [`band_plot`].
+pub struct Panel {
+    /// Panel caption.
+    pub title: String,
+    /// Groups drawn as median line and min–max band.
+    pub groups: Vec<Group>,
+}
+
+/// Median and spread of a group on a grid of `points` x values from 0 to
+/// the shortest run's last x: `(x, min, median, max)`, each run read as a
+/// step function (its last value at or before x); grid points before a
+/// run's first finite value are skipped.
+pub fn band(runs: &[Vec<(f64, f64)>], points: usize) -> Vec<(f64, f64, f64, f64)> {
+    let end = runs
+        .iter()
+        .map(|r| r.last().map_or(0.0, |p| p.0))
+        .fold(f64::INFINITY, f64::min);
+    if runs.is_empty() || !end.is_finite() || end <= 0.0 {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(points);
+    for k in 1..=points {
+        let x = end * k as f64 / points as f64;
+        let mut ys: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| {
+                r.iter()
+                    .take_while(|p| p.0 <= x)
+                    .filter(|p| p.1.is_finite())
+                    .last()
+                    .map(|p| p.1)
+            })
+            .collect();
+        if ys.len() < runs.len() {
+            continue;
+        }
+        ys.sort_by(f64::total_cmp);
+        let n = ys.len();
+        let med = if n % 2 == 1 {
+            ys[n / 2]
+        } else {
+            0.5 * (ys[n / 2 - 1] + ys[n / 2])
+        };
+        out.push((x, ys[0], med, ys[n - 1]));
+    }
+    out
+}
+
+/// Panels side by side, each with one median line and shaded min–max band
+/// per group, as PNG (written atomically).
+pub fn band_plot(path: &Path, x_label: &str, y_label: &str, panels: &[Panel]) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let width = 620 * panels.len().max(1) as u32;
+        let root = BitMapBackend::new(&tmp, (width, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        // One colour per label across panels.
+        let mut labels: Vec<&str> = Vec::new();
+        for g in panels.iter().flat_map(|p| &p.groups) {
+            if !labels.contains(&g.label.as_str()) {
+                labels.push(&g.label);
+            }
+        }
+        for (panel, area) in panels.iter().zip(&areas) {
+            let bands: Vec<_> = panel.groups.iter().map(|g| band(&g.runs, 100)).collect();
+            let all = bands.iter().flatten();
+            let (mut x1, mut y0, mut y1) = (1.0f64, f64::MAX, f64::MIN);
+            for &(x, lo, _, hi) in all {
+                x1 = x1.max(x);
+                y0 = y0.min(lo);
+                y1 = y1.max(hi);
+            }
+            if y0 > y1 {
+                (y0, y1) = (0.0, 1.0);
+            }
+            let pad = ((y1 - y0) * 0.05).max(1e-6);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.title, ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.0..x1, (y0 - pad)..(y1 + pad))?;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .x_label_formatter(&|x| format!("{:.0}k", x / 1000.0))
+                .draw()?;
+            for (g, b) in panel.groups.iter().zip(&bands) {
+                let i = labels.iter().position(|l| *l == g.label).unwrap_or(0);
+                let color = Palette99::pick(i).to_rgba();
+                let poly: Vec<(f64, f64)> = b
+                    .iter()
+                    .map(|p| (p.0, p.3))
+                    .chain(b.iter().rev().map(|p| (p.0, p.1)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    color.mix(0.18).filled(),
+                )))?;
+                let label = format!("{} ({} runs)", g.label, g.runs.len());
+                chart
+                    .draw_series(LineSeries::new(
+                        b.iter().map(|p| (p.0, p.2)),
+                        color.stroke_width(2),
+                    ))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()
+            .with_context(|| format!("rendering {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

@@ -47,14 +47,14 @@ struct Row {
     eval: f64,
 }
 
-fn tinyppo(root: &Path) -> PathBuf {
+pub(crate) fn tinyppo(root: &Path) -> PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     dir.join("release").join("tinyppo")
 }
 
-fn run_quiet(cmd: &mut Command) -> Result<String> {
+pub(crate) fn run_quiet(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -65,7 +65,13 @@ fn run_quiet(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn train(bin: &Path, out: &Path, env: &str, seed: u64, extra: &[&str]) -> Result<(u64, f64)> {
+pub(crate) fn train(
+    bin: &Path,
+    out: &Path,
+    env: &str,
+    seed: u64,
+    extra: &[&str],
+) -> Result<(u64, f64)> {
     let _ = std::fs::remove_dir_all(out);
     let t0 = Instant::now();
     let mut cmd = Command::new(bin);
@@ -92,7 +98,7 @@ fn train(bin: &Path, out: &Path, env: &str, seed: u64, extra: &[&str]) -> Result
     Ok((steps, seconds))
 }
 
-fn eval(bin: &Path, policy: &Path, env: &str) -> Result<f64> {
+pub(crate) fn eval(bin: &Path, policy: &Path, env: &str) -> Result<f64> {
     let mut cmd = Command::new(bin);
     cmd.args([
         "eval",
@@ -113,7 +119,7 @@ fn eval(bin: &Path, policy: &Path, env: &str) -> Result<f64> {
         .context("eval JSON has no mean_return")
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 {

@@ -12,6 +12,7 @@ mod bench_mcu;
 mod bench_train;
 mod ci;
 mod cmd;
+mod curves;
 mod firmware;
 mod loop_cmd;
 mod qemu;
@@ -32,6 +33,10 @@ commands:
   bench-train [--seeds N] [--env NAME]...
                 train every plant over N seeds (default 5) and print the
                 benchmark table (steps, seconds, steps/s, int8 eval return)
+  curves [--seeds N] [--out FILE]
+                learning curves of reinforce, a2c and ppo on pendulum and
+                cartpole over N seeds (default 5): final int8 eval table and
+                one PNG (default docs/learning-curves.png)
   toolchain     show which toolchain builds for thumbv7em-none-eabihf, and why
   firmware [--policy FILE] [--env NAME] [--board f411] [--release]
                 build firmware/ with the policy blob embedded (default
@@ -112,6 +117,24 @@ fn run() -> Result<()> {
                 opts.envs = envs;
             }
             bench_train::run(&root, &opts)
+        }
+        ["curves", rest @ ..] => {
+            let (mut seeds, mut out) = (5u64, root.join("docs").join("learning-curves.png"));
+            let mut it = rest.iter();
+            while let Some(&a) = it.next() {
+                match a {
+                    "--seeds" => {
+                        seeds = it
+                            .next()
+                            .context("--seeds needs a number")?
+                            .parse()
+                            .context("--seeds")?
+                    }
+                    "--out" => out = PathBuf::from(it.next().context("--out needs a file")?),
+                    other => bail!("curves: unknown argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            curves::run(&root, seeds, &out)
         }
         ["check-firmware"] => {
             let steps = ci::firmware_steps();
