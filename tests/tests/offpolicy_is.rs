@@ -22,7 +22,7 @@ use tinyppo_trainer::offpolicy::{
     truncated_weight,
 };
 
-use crate::trainer_util::{normal, rng};
+use crate::trainer_util::{integrate, mean_se, normal, rng};
 
 const PI: (f64, f64) = (0.5, 0.8);
 const MU: (f64, f64) = (0.0, 1.0);
@@ -57,27 +57,6 @@ fn samples(seed: u64, (m, s): (f64, f64)) -> Vec<f32> {
     (0..N)
         .map(|_| (m + s * normal(&mut r) as f64) as f32)
         .collect()
-}
-
-/// Mean and standard error of the mean.
-fn mean_se(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
-    (m, (var / n).sqrt())
-}
-
-/// `∫ g(a) da` over [−14, 14] by Simpson's rule (the integrands here are
-/// Gaussian-weighted: the tails beyond ±14 are below 1e-40).
-fn integrate(g: impl Fn(f64) -> f64) -> f64 {
-    let (lo, hi, n) = (-14.0f64, 14.0f64, 40_000usize);
-    let h = (hi - lo) / n as f64;
-    let mut s = g(lo) + g(hi);
-    for i in 1..n {
-        let w = if i % 2 == 1 { 4.0 } else { 2.0 };
-        s += w * g(lo + i as f64 * h);
-    }
-    s * h / 3.0
 }
 
 #[test]

@@ -27,3 +27,5 @@ mod offpolicy_finetune;
 mod offpolicy_is;
 mod offpolicy_loss;
 mod offpolicy_vtrace;
+
+mod pg_estimators;

@@ -1,5 +1,6 @@
 //! Helpers shared by the trainer tests: seeded random numbers, random
-//! networks, a gradient comparison with a readable failure message, tiny
+//! networks, a gradient comparison with a readable failure message, Monte
+//! Carlo means with their standard errors and Simpson quadrature, tiny
 //! training configurations and self-deleting temporary directories.
 
 #![allow(dead_code)] // Not every test module uses every helper.
@@ -128,6 +129,30 @@ pub fn check_grad(
         idx.len()
     );
     worst_rel
+}
+
+// ---------------------------------------------------------------------------
+// Monte Carlo and quadrature.
+
+/// Mean and standard error of the mean.
+pub fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+    (m, (var / n).sqrt())
+}
+
+/// `∫ g(a) da` over [−14, 14] by Simpson's rule (the integrands here are
+/// Gaussian-weighted: the tails beyond ±14 are below 1e-40).
+pub fn integrate(g: impl Fn(f64) -> f64) -> f64 {
+    let (lo, hi, n) = (-14.0f64, 14.0f64, 40_000usize);
+    let h = (hi - lo) / n as f64;
+    let mut s = g(lo) + g(hi);
+    for i in 1..n {
+        let w = if i % 2 == 1 { 4.0 } else { 2.0 };
+        s += w * g(lo + i as f64 * h);
+    }
+    s * h / 3.0
 }
 
 /// A run small enough for a test: pendulum, 2 envs × 64 steps, 4
