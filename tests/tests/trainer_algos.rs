@@ -235,7 +235,7 @@ fn algos_presets_layer_and_bad_combinations_are_refused() {
     );
     // The plant preset's keys survive where the algorithm preset is silent,
     // and the user's --set wins over both.
-    assert_eq!(a2c.gamma, 0.9);
+    assert_eq!(a2c.gamma, 0.95);
     let a2c16 = resolve("pendulum", None, &set(&["algo=\"a2c\"", "num_steps=16"])).expect("a2c");
     assert_eq!(a2c16.num_steps, 16);
     let ppo = resolve("pendulum", None, &[]).expect("ppo");

@@ -279,7 +279,10 @@ pub enum Baseline {
     /// No baseline.
     None,
     /// The batch mean: of `r(τ)` (full return) or of the reward-to-go at
-    /// each time step (reward-to-go).
+    /// each time step (reward-to-go), as in the notes. Each episode's own
+    /// return is part of its baseline, so the estimate is `(1 − 1/N)` times
+    /// the gradient in expectation (a leave-one-out mean would be unbiased;
+    /// `tests/tests/pg_estimators.rs` checks both).
     Mean,
     /// A learned `V_φ(s_t)`.
     Value,

@@ -188,6 +188,16 @@ pub fn band(runs: &[Vec<(f64, f64)>], points: usize) -> Vec<(f64, f64, f64, f64)
     out
 }
 
+/// Distinguishable line colours (matplotlib's tab10), cycled.
+const COLORS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+];
+
 /// Panels side by side, each with one median line and shaded min–max band
 /// per group, as PNG (written atomically).
 pub fn band_plot(path: &Path, x_label: &str, y_label: &str, panels: &[Panel]) -> Result<()> {
@@ -232,7 +242,7 @@ pub fn band_plot(path: &Path, x_label: &str, y_label: &str, panels: &[Panel]) ->
                 .draw()?;
             for (g, b) in panel.groups.iter().zip(&bands) {
                 let i = labels.iter().position(|l| *l == g.label).unwrap_or(0);
-                let color = Palette99::pick(i).to_rgba();
+                let color = COLORS[i % COLORS.len()].to_rgba();
                 let poly: Vec<(f64, f64)> = b
                     .iter()
                     .map(|p| (p.0, p.3))
