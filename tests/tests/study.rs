@@ -8,10 +8,15 @@ use std::path::Path;
 use tinyppo_runtime::rng::seeded;
 use tinyppo_trainer::checkpoint;
 use tinyppo_trainer::config;
-use tinyppo_trainer::pg::Estimator;
+use tinyppo_trainer::env::{make_env, Env};
+use tinyppo_trainer::pg::{
+    collect_episodes, episode_score_grads, logp_grad, optimal_baseline, policy_gradient,
+    reward_to_go, Baseline, Estimator, PgOptions, ReturnKind,
+};
 use tinyppo_trainer::ppo::Trainer;
 use tinyppo_trainer::study::{
-    self, cosine, total_variance, GradStats, StudyConfig, StudyPolicy, ValueFitConfig,
+    self, cosine, fixed_baseline_gradient, leave_one_out_gradient, total_variance, GradStats, Row,
+    StudyConfig, StudyPolicy, ValueFitConfig,
 };
 
 use crate::cli::run;
@@ -76,7 +81,7 @@ fn small_study(seed: u64) -> study::StudyResult {
 fn study_gae_lambda_one_equals_reward_to_go_with_value_baseline() {
     let r = small_study(3);
     let labels: Vec<&str> = r.rows.iter().map(|r| r.estimator.as_str()).collect();
-    let want: Vec<String> = study::estimators().iter().map(Estimator::label).collect();
+    let want: Vec<String> = study::rows().iter().map(Row::label).collect();
     assert_eq!(labels, want);
     let row = |l: &str| r.rows.iter().find(|r| r.estimator == l).expect(l);
     let (a, b) = (row("GAE λ=1"), row("reward-to-go + value baseline"));
@@ -95,6 +100,24 @@ fn study_gae_lambda_one_equals_reward_to_go_with_value_baseline() {
     // the true value: the rows must differ (else the check above is void).
     let c = row("GAE λ=0.5");
     assert!((c.total_variance - b.total_variance).abs() > 1e-3 * b.total_variance);
+    // Leaving one of N = 2 episodes out of the full-return mean doubles
+    // the estimate: (R_i − (S − R_i)/(N − 1)) = N/(N − 1) (R_i − S/N).
+    let (m, loo) = (
+        row("full return + mean baseline"),
+        row("full return + mean baseline, leave-one-out"),
+    );
+    let diff: Vec<f64> = loo
+        .mean_gradient
+        .iter()
+        .zip(&m.mean_gradient)
+        .map(|(l, m)| l - 2.0 * m)
+        .collect();
+    let rel = study::norm(&diff) / study::norm(&loo.mean_gradient);
+    assert!(
+        rel < 1e-5,
+        "leave-one-out mean is not 2× the batch mean: {rel:e}"
+    );
+    assert!((loo.total_variance / m.total_variance - 4.0).abs() < 1e-4);
     // The reference row is the reference.
     assert_eq!(b.diff_to_ref, 0.0);
     assert!((b.cos_ref - 1.0).abs() < 1e-12);
@@ -162,12 +185,12 @@ fn study_cli_writes_table_csv_png_and_is_deterministic() {
     );
     let table = cli_study(&a, &[]);
     assert!(table.contains("| estimator | total variance |"), "{table}");
-    for e in study::estimators() {
+    for e in study::rows() {
         assert!(table.contains(&format!("| {} |", e.label())), "{table}");
     }
     let csv = std::fs::read_to_string(a.join("gradient-variance.csv")).expect("csv");
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + study::estimators().len(), "{csv}");
+    assert_eq!(lines.len(), 1 + study::rows().len(), "{csv}");
     assert!(
         lines[0].starts_with("estimator,total_variance,"),
         "{}",
@@ -206,7 +229,7 @@ fn study_cli_json_and_checkpoint() {
     assert_eq!(v["batches"], 4);
     assert_eq!(
         v["rows"].as_array().expect("rows").len(),
-        study::estimators().len()
+        study::rows().len()
     );
     assert!(
         v["policy"]
@@ -264,4 +287,111 @@ fn study_cli_bad_input_is_named() {
     assert!(e.contains("--env cartpole does not match"), "{e}");
     assert!(e.contains("env pendulum"), "{e}");
     assert!(!out.exists(), "a failed study wrote {}", out.display());
+}
+
+/// The diagnostic rows against independent computations: leave-one-out
+/// baselines by `pg::optimal_baseline` on the other episodes and by
+/// explicit loops over the reward-to-go; a fixed baseline (per-episode
+/// score sums) against `pg::policy_gradient`'s per-step weights.
+#[test]
+fn study_diagnostic_rows_match_naive_recomputation() {
+    // Cartpole: episodes of different lengths, so some steps are reached
+    // by fewer than N episodes.
+    let mut rng = seeded(11);
+    let policy = StudyPolicy::fresh("cartpole", 11, &mut rng).expect("fresh");
+    let mut envs: Vec<Box<dyn Env>> = (0..5).map(|_| make_env("cartpole").expect("env")).collect();
+    let mut rms = policy.obs_rms.clone();
+    let batch = collect_episodes(&policy.model, &mut envs, &mut rms, policy.norm, &mut rng);
+    let n = batch.episodes();
+    let lens: Vec<usize> = (0..n).map(|i| batch.range(i).len()).collect();
+    assert!(lens.iter().any(|&l| l != lens[0]), "equal lengths {lens:?}");
+    let opts = PgOptions {
+        gamma: 0.97,
+        time_discount: true,
+    };
+    let model = &policy.model;
+    let p = model.critic_range().start;
+    let close = |what: &str, got: &[f32], want: &[f64]| {
+        let d: f64 = got
+            .iter()
+            .zip(want)
+            .map(|(&a, b)| (a as f64 - b).powi(2))
+            .sum();
+        let rel = d.sqrt() / study::norm(want);
+        assert!(rel < 1e-5, "{what}: relative difference {rel:e}");
+    };
+
+    // Full return, optimal baseline from the other episodes.
+    let score = episode_score_grads(model, &batch);
+    let rets = batch.returns(opts.gamma);
+    let mut want = vec![0.0f64; p];
+    for i in 0..n {
+        let others: Vec<Vec<f32>> = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| score[j].clone())
+            .collect();
+        let r_others: Vec<f32> = (0..n).filter(|&j| j != i).map(|j| rets[j]).collect();
+        let b = optimal_baseline(&others, &r_others);
+        for k in 0..p {
+            want[k] += score[i][k] as f64 * (rets[i] - b[k]) as f64 / n as f64;
+        }
+    }
+    let got = leave_one_out_gradient(model, &batch, ReturnKind::Full, Baseline::Optimal, &opts);
+    close("optimal, leave-one-out", &got, &want);
+
+    // Reward-to-go, per-step mean of the other episodes reaching step t.
+    let mut rtg = vec![0.0f32; batch.steps()];
+    for i in 0..n {
+        let r = batch.range(i);
+        reward_to_go(&batch.rewards[r.clone()], opts.gamma, &mut rtg[r]);
+    }
+    let mut psi = vec![0.0f32; batch.steps()];
+    for i in 0..n {
+        for (k, t) in batch.range(i).enumerate() {
+            let others: Vec<f32> = (0..n)
+                .filter(|&j| j != i && lens[j] > k)
+                .map(|j| rtg[batch.range(j).start + k])
+                .collect();
+            let b = if others.is_empty() {
+                0.0
+            } else {
+                others.iter().sum::<f32>() / others.len() as f32
+            };
+            psi[t] = opts.gamma.powi(k as i32) * (rtg[t] - b);
+        }
+    }
+    let mut g = vec![0.0f32; p];
+    let mut cache = Default::default();
+    logp_grad(model, &batch.obs, &batch.actions, &psi, &mut cache, &mut g);
+    let want: Vec<f64> = g.iter().map(|&x| x as f64 / n as f64).collect();
+    let got = leave_one_out_gradient(model, &batch, ReturnKind::RewardToGo, Baseline::Mean, &opts);
+    close("reward-to-go mean, leave-one-out", &got, &want);
+
+    // A fixed baseline of 0, and of the batch mean.
+    let full = |b| {
+        let g = policy_gradient(
+            model,
+            &batch,
+            Estimator::Reinforce(ReturnKind::Full, b),
+            None,
+            &opts,
+        );
+        g.iter().map(|&x| x as f64).collect::<Vec<f64>>()
+    };
+    let got = fixed_baseline_gradient(model, &batch, &vec![0.0; p], &opts);
+    close("fixed baseline 0", &got, &full(Baseline::None));
+    let mean = rets.iter().sum::<f32>() / n as f32;
+    let got = fixed_baseline_gradient(model, &batch, &vec![mean; p], &opts);
+    close("fixed baseline = batch mean", &got, &full(Baseline::Mean));
+}
+
+#[test]
+fn study_table_numbers_keep_three_significant_digits() {
+    use study::sig3;
+    assert_eq!(sig3(1.0), "1.00");
+    assert_eq!(sig3(0.0506), "0.0506");
+    assert_eq!(sig3(0.001742), "0.00174");
+    assert_eq!(sig3(0.0001742), "1.74e-4");
+    assert_eq!(sig3(123.4), "123");
+    assert_eq!(sig3(0.0), "0");
 }

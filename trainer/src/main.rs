@@ -117,9 +117,10 @@ enum Cmd {
 enum StudyCmd {
     /// At a fixed policy, estimate the policy gradient M times with each
     /// estimator (full return, reward-to-go, mean/value/optimal baselines,
-    /// GAE λ ∈ {0, 0.5, 0.95, 1}) on the same episodes and compare total
-    /// variance and cosine to the mean gradient. Prints a markdown table,
-    /// writes gradient-variance.csv and gradient-variance.png.
+    /// GAE λ ∈ {0, 0.5, 0.95, 1}; leave-one-out batch baselines as
+    /// diagnostics) on the same episodes and compare total variance and
+    /// cosine to the mean gradient. Prints a markdown table, writes
+    /// gradient-variance.csv and gradient-variance.png.
     GradientVariance(GradientVarianceArgs),
 }
 

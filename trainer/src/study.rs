@@ -30,16 +30,23 @@
 //!
 //! # Rows
 //!
-//! [`estimators`]: full return; + mean baseline; + optimal baseline (per
+//! [`rows`]: full return; + mean baseline; + optimal baseline (per
 //! parameter, `b_k = Σ_i g_ik² R_i / Σ_i g_ik²` on the batch itself);
 //! reward-to-go; + mean baseline (per time step); + value baseline; GAE with
 //! λ ∈ {0, 0.5, 0.95, 1}.
 //!
 //! Baselines computed from the batch they are applied to include each
 //! episode's own return, so they are not independent of its score:
-//! `E[g_i (R_i − R̄)] = (1 − 1/N) ∇J` for the mean baseline (and a
-//! similar, parameter-dependent shrinkage for the optimal one). The
-//! `diff_to_ref` column measures such biases.
+//! `E[g_i (R_i − R̄)] = (1 − 1/N) ∇J` for the mean baseline, and a
+//! parameter-dependent shrinkage for the optimal one, whose `b_k` weighs
+//! episode i by `g_ik²`. A shrunk estimator has a smaller variance for that
+//! reason alone, so the table adds, as diagnostics, the same baselines
+//! computed leaving each episode out ([`Row::LeaveOneOut`], unbiased); the
+//! `diff_to_ref` column measures the shrinkage. The notes' optimal baseline
+//! is defined by expectations; estimated from the N − 1 other episodes it
+//! is noisy, so the full-return baselines are also computed once on the
+//! 8·N value-fit episodes ([`Row::Separate`]; fixed during the M batches,
+//! hence unbiased).
 //!
 //! # The value function
 //!
@@ -89,8 +96,9 @@ use crate::model::ActorCritic;
 use crate::normalize::RunningMeanStd;
 use crate::optim::Adam;
 use crate::pg::{
-    collect_episodes, policy_gradient, value_targets, Baseline, BatchValues, EpisodeBatch,
-    Estimator, ObsNorm, PgOptions, ReturnKind, ValueTarget,
+    collect_episodes, episode_score_grads, logp_grad, optimal_baseline, policy_gradient,
+    value_targets, weights, Baseline, BatchValues, EpisodeBatch, Estimator, ObsNorm, PgOptions,
+    ReturnKind, ValueTarget,
 };
 use crate::ppo::TrainState;
 use crate::report;
@@ -98,22 +106,226 @@ use crate::report;
 /// The reference row: its mean gradient is `g_ref`.
 pub const REFERENCE: Estimator = Estimator::Reinforce(ReturnKind::RewardToGo, Baseline::Value);
 
-/// The rows of the study, in table order.
-pub fn estimators() -> Vec<Estimator> {
+/// A row of the table: one of [`crate::pg`]'s estimators, or, as a
+/// diagnostic, a batch baseline computed leaving each episode out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Row {
+    /// [`policy_gradient`] with this estimator.
+    Pg(Estimator),
+    /// The return and baseline of [`Estimator::Reinforce`], but episode
+    /// i's baseline comes from the other N − 1 episodes of the batch, so it
+    /// is independent of episode i and the estimate is unbiased (the
+    /// same-batch baselines shrink it; see the module docs). For the
+    /// full-return mean this is exactly `N/(N−1)` times the same-batch row.
+    /// Full return with the mean or optimal baseline, reward-to-go with the
+    /// mean baseline.
+    LeaveOneOut(ReturnKind, Baseline),
+    /// The full return with the mean or optimal baseline estimated once,
+    /// on the value-fit episodes ([`FixedBaselines`]): unbiased, and with
+    /// 8·N instead of N − 1 episodes behind each baseline.
+    Separate(Baseline),
+}
+
+impl Row {
+    /// Short name for tables and plots.
+    pub fn label(&self) -> String {
+        match self {
+            Row::Pg(e) => e.label(),
+            Row::LeaveOneOut(r, b) => {
+                format!("{}, leave-one-out", Estimator::Reinforce(*r, *b).label())
+            }
+            Row::Separate(b) => format!(
+                "{}, from separate episodes",
+                Estimator::Reinforce(ReturnKind::Full, *b).label()
+            ),
+        }
+    }
+
+    /// The estimate on `batch` (see [`policy_gradient`]).
+    ///
+    /// # Panics
+    /// For a [`Row::Separate`] baseline other than the mean or optimal one.
+    pub fn gradient(
+        &self,
+        model: &ActorCritic,
+        batch: &EpisodeBatch,
+        values: &BatchValues,
+        fixed: &FixedBaselines,
+        opts: &PgOptions,
+    ) -> Vec<f32> {
+        match *self {
+            Row::Pg(e) => policy_gradient(model, batch, e, Some(values), opts),
+            Row::LeaveOneOut(r, b) => leave_one_out_gradient(model, batch, r, b, opts),
+            Row::Separate(b) => {
+                let p = model.critic_range().start;
+                let per_param = match b {
+                    Baseline::Mean => vec![fixed.mean; p],
+                    Baseline::Optimal => fixed.optimal.clone(),
+                    other => panic!("no separate-episodes variant of {other:?}"),
+                };
+                fixed_baseline_gradient(model, batch, &per_param, opts)
+            }
+        }
+    }
+}
+
+/// The full-return baselines of [`Row::Separate`], estimated on episodes
+/// of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixedBaselines {
+    /// Mean discounted return.
+    pub mean: f32,
+    /// The per-parameter optimal baseline ([`optimal_baseline`]).
+    pub optimal: Vec<f32>,
+}
+
+impl FixedBaselines {
+    /// The baselines of `batch`'s episodes.
+    pub fn of(model: &ActorCritic, batch: &EpisodeBatch, gamma: f32) -> Self {
+        let score = episode_score_grads(model, batch);
+        let rets = batch.returns(gamma);
+        let mean = rets.iter().map(|&r| r as f64).sum::<f64>() / rets.len().max(1) as f64;
+        FixedBaselines {
+            mean: mean as f32,
+            optimal: optimal_baseline(&score, &rets),
+        }
+    }
+}
+
+/// `ĝ_k = (1/N) Σ_i g_ik (R_i − b_k)` with a given per-parameter baseline.
+pub fn fixed_baseline_gradient(
+    model: &ActorCritic,
+    batch: &EpisodeBatch,
+    b: &[f32],
+    opts: &PgOptions,
+) -> Vec<f32> {
+    let score = episode_score_grads(model, batch);
+    let rets = batch.returns(opts.gamma);
+    let mut acc = vec![0.0f64; b.len()];
+    for (s, &r) in score.iter().zip(&rets) {
+        for ((a, &g), &b) in acc.iter_mut().zip(s).zip(b) {
+            *a += g as f64 * (r - b) as f64;
+        }
+    }
+    let n = batch.episodes().max(1) as f64;
+    acc.iter().map(|a| (a / n) as f32).collect()
+}
+
+/// The rows of the study, in table order: the nine estimators
+/// with GAE(1) as a check, and next to the same-batch baselines the
+/// diagnostics: leave-one-out, and (full return) baselines estimated on
+/// separate episodes.
+pub fn rows() -> Vec<Row> {
     use Baseline::*;
     use ReturnKind::*;
     vec![
-        Estimator::Reinforce(Full, None),
-        Estimator::Reinforce(Full, Mean),
-        Estimator::Reinforce(Full, Optimal),
-        Estimator::Reinforce(RewardToGo, None),
-        Estimator::Reinforce(RewardToGo, Mean),
-        Estimator::Reinforce(RewardToGo, Value),
-        Estimator::Gae(0.0),
-        Estimator::Gae(0.5),
-        Estimator::Gae(0.95),
-        Estimator::Gae(1.0),
+        Row::Pg(Estimator::Reinforce(Full, None)),
+        Row::Pg(Estimator::Reinforce(Full, Mean)),
+        Row::LeaveOneOut(Full, Mean),
+        Row::Separate(Mean),
+        Row::Pg(Estimator::Reinforce(Full, Optimal)),
+        Row::LeaveOneOut(Full, Optimal),
+        Row::Separate(Optimal),
+        Row::Pg(Estimator::Reinforce(RewardToGo, None)),
+        Row::Pg(Estimator::Reinforce(RewardToGo, Mean)),
+        Row::LeaveOneOut(RewardToGo, Mean),
+        Row::Pg(REFERENCE),
+        Row::Pg(Estimator::Gae(0.0)),
+        Row::Pg(Estimator::Gae(0.5)),
+        Row::Pg(Estimator::Gae(0.95)),
+        Row::Pg(Estimator::Gae(1.0)),
     ]
+}
+
+/// [`Row::LeaveOneOut`]: `ĝ = (1/N) Σ_i Σ_t ∇ log π(a_it|s_it) (ψ_it − b_it)`
+/// with `b` from the other episodes: for the full return
+/// `b_i = (Σ_j R_j − R_i)/(N − 1)`, or per parameter
+/// `b_ik = (Σ_j g_jk² R_j − g_ik² R_i)/(Σ_j g_jk² − g_ik²)`; for the
+/// reward-to-go the mean over the other episodes that reach step t. A
+/// baseline with no other episode to average is 0.
+///
+/// # Panics
+/// For other combinations than those of [`rows`].
+pub fn leave_one_out_gradient(
+    model: &ActorCritic,
+    batch: &EpisodeBatch,
+    kind: ReturnKind,
+    baseline: Baseline,
+    opts: &PgOptions,
+) -> Vec<f32> {
+    let n = batch.episodes();
+    let p = model.critic_range().start;
+    let mut g = vec![0.0f32; p];
+    match (kind, baseline) {
+        (ReturnKind::Full, Baseline::Mean | Baseline::Optimal) => {
+            let score = episode_score_grads(model, batch);
+            let rets: Vec<f64> = batch
+                .returns(opts.gamma)
+                .iter()
+                .map(|&r| r as f64)
+                .collect();
+            let (mut num, mut den) = (vec![0.0f64; p], vec![0.0f64; p]);
+            for (s, &r) in score.iter().zip(&rets) {
+                for k in 0..p {
+                    let g2 = (s[k] as f64).powi(2);
+                    num[k] += g2 * r;
+                    den[k] += g2;
+                }
+            }
+            let total: f64 = rets.iter().sum();
+            let mut acc = vec![0.0f64; p];
+            for (s, &r) in score.iter().zip(&rets) {
+                for k in 0..p {
+                    let b = if baseline == Baseline::Mean {
+                        if n > 1 {
+                            (total - r) / (n - 1) as f64
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        let g2 = (s[k] as f64).powi(2);
+                        let d = den[k] - g2;
+                        // Relative guard: d is a difference of sums.
+                        if d > 1e-12 * den[k] {
+                            (num[k] - g2 * r) / d
+                        } else {
+                            0.0
+                        }
+                    };
+                    acc[k] += s[k] as f64 * (r - b);
+                }
+            }
+            for (g, a) in g.iter_mut().zip(&acc) {
+                *g = (a / n.max(1) as f64) as f32;
+            }
+        }
+        (ReturnKind::RewardToGo, Baseline::Mean) => {
+            let est = Estimator::Reinforce(ReturnKind::RewardToGo, Baseline::None);
+            let mut psi = weights(batch, est, None, opts);
+            let longest = (0..n).map(|i| batch.range(i).len()).max().unwrap_or(0);
+            let (mut sum, mut cnt) = (vec![0.0f64; longest], vec![0u32; longest]);
+            for i in 0..n {
+                for (k, t) in batch.range(i).enumerate() {
+                    sum[k] += psi[t] as f64;
+                    cnt[k] += 1;
+                }
+            }
+            for i in 0..n {
+                for (k, t) in batch.range(i).enumerate() {
+                    if cnt[k] > 1 {
+                        let b = (sum[k] - psi[t] as f64) / (cnt[k] - 1) as f64;
+                        psi[t] -= b as f32;
+                    }
+                }
+            }
+            let mut cache = Cache::default();
+            logp_grad(model, &batch.obs, &batch.actions, &psi, &mut cache, &mut g);
+            let nf = n.max(1) as f32;
+            g.iter_mut().for_each(|x| *x /= nf);
+        }
+        other => panic!("no leave-one-out variant of {other:?}"),
+    }
+    g
 }
 
 /// The policy under study and how it sees observations.
@@ -319,7 +531,7 @@ pub struct ValueFitReport {
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EstimatorRow {
-    /// [`Estimator::label`].
+    /// [`Row::label`].
     pub estimator: String,
     /// `tr Cov[ĝ]` over the M batches (divided by M − 1).
     pub total_variance: f64,
@@ -365,7 +577,7 @@ pub struct StudyResult {
     pub value_fit: ValueFitReport,
     /// Label of the reference row.
     pub reference: String,
-    /// The rows, in [`estimators`] order.
+    /// The rows, in [`rows`] order.
     pub rows: Vec<EstimatorRow>,
 }
 
@@ -410,15 +622,25 @@ pub fn gradient_variance(
     let held = collect(vc.held_out_episodes, rng)?;
     let value_fit = fit_value(&mut vmodel, &fit, &held, vc, cfg.gamma, rng, progress)?;
     let scale = value_fit.target_scale;
+    let fixed = FixedBaselines::of(&policy.model, &fit, cfg.gamma);
 
     // M batches; every row on the same episodes.
-    let rows = estimators();
+    let rows = rows();
     let opts = PgOptions {
         gamma: cfg.gamma,
         time_discount: true,
     };
-    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(cfg.batches); rows.len()];
+    let ref_idx = rows
+        .iter()
+        .position(|e| *e == Row::Pg(REFERENCE))
+        .expect("the reference is a row");
+    let p = policy.model.critic_range().start;
+    // Per row: the estimates, and their differences to the reference row's
+    // estimate on the same batch. Streaming, so M costs no memory.
+    let mut acc: Vec<GradAccumulator> = rows.iter().map(|_| GradAccumulator::new(p)).collect();
+    let mut diff_acc = acc.clone();
     let (mut ret_sum, mut len_sum) = (0.0f64, 0usize);
+    let mut diff = vec![0.0f32; p];
     for m in 0..cfg.batches {
         let batch = collect(n, rng)?;
         ret_sum += batch.undiscounted_returns().iter().sum::<f64>();
@@ -426,39 +648,38 @@ pub fn gradient_variance(
         let mut values = BatchValues::of(&vmodel, &batch, scale);
         // Finite-horizon objective: nothing after the last step.
         values.final_values.fill(0.0);
-        for (e, est) in rows.iter().enumerate() {
-            let g = policy_gradient(&policy.model, &batch, *est, Some(&values), &opts);
+        let mut gs = Vec::with_capacity(rows.len());
+        for est in &rows {
+            let g = est.gradient(&policy.model, &batch, &values, &fixed, &opts);
             if let Some(k) = g.iter().position(|x| !x.is_finite()) {
                 bail!(
-                    "{}: gradient component {k} is {} in batch {m}",
+                    "{}: gradient component {k} is {} in batch {}",
                     est.label(),
-                    g[k]
+                    g[k],
+                    m + 1
                 );
             }
-            grads[e].push(g);
+            gs.push(g);
+        }
+        for ((g, a), d) in gs.iter().zip(&mut acc).zip(&mut diff_acc) {
+            a.push(g);
+            diff.iter_mut()
+                .zip(g.iter().zip(&gs[ref_idx]))
+                .for_each(|(d, (x, r))| *d = x - r);
+            d.push(&diff);
         }
         progress(Progress::Batch(m + 1, cfg.batches));
     }
 
-    let ref_idx = rows
-        .iter()
-        .position(|e| *e == REFERENCE)
-        .expect("the reference is a row");
-    let g_ref = mean_vector(&grads[ref_idx]);
-    let full_var = total_variance(&grads[0]);
+    let g_ref = acc[ref_idx].mean().to_vec();
+    let full_var = acc[0].total_variance();
     let ref_norm = norm(&g_ref);
     let table = rows
         .iter()
-        .zip(&grads)
-        .map(|(est, gs)| {
-            let s = GradStats::of(gs, &g_ref);
-            let diffs: Vec<Vec<f32>> = gs
-                .iter()
-                .zip(&grads[ref_idx])
-                .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect())
-                .collect();
-            let d_mean = mean_vector(&diffs);
-            let d_var = total_variance(&diffs);
+        .zip(&acc)
+        .zip(&diff_acc)
+        .map(|((est, a), d)| {
+            let s = a.stats(&g_ref);
             EstimatorRow {
                 estimator: est.label(),
                 total_variance: s.total_variance,
@@ -466,8 +687,8 @@ pub fn gradient_variance(
                 mean_grad_norm: norm(&s.mean),
                 cos_ref: s.cos_ref,
                 cos_batch: s.cos_batch,
-                diff_to_ref: norm(&d_mean) / ref_norm,
-                diff_to_ref_se: (d_var / cfg.batches as f64).sqrt() / ref_norm,
+                diff_to_ref: norm(d.mean()) / ref_norm,
+                diff_to_ref_se: (d.total_variance() / cfg.batches as f64).sqrt() / ref_norm,
                 mean_gradient: s.mean,
             }
         })
@@ -627,38 +848,105 @@ pub fn explained_variance(y: &[f32], v: &[f32]) -> f64 {
     }
 }
 
-/// Component-wise mean of equally long vectors.
-pub fn mean_vector(samples: &[Vec<f32>]) -> Vec<f64> {
-    let p = samples.first().map_or(0, Vec::len);
-    let mut m = vec![0.0f64; p];
-    for s in samples {
-        for (a, &x) in m.iter_mut().zip(s) {
-            *a += x as f64;
-        }
+/// `v` with three significant digits: `0.0506`, `1.00`, `1.74e-4`.
+pub fn sig3(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
     }
-    let n = samples.len().max(1) as f64;
-    m.iter_mut().for_each(|a| *a /= n);
-    m
+    let mag = v.abs().log10().floor() as i32;
+    if mag >= -3 {
+        format!("{:.*}", (2 - mag).max(0) as usize, v)
+    } else {
+        format!("{v:.2e}")
+    }
 }
 
-/// Trace of the sample covariance: `Σ_k (1/(M−1)) Σ_m (x_mk − x̄_k)²`
-/// (NaN for fewer than 2 samples).
-pub fn total_variance(samples: &[Vec<f32>]) -> f64 {
-    let m = samples.len();
-    if m < 2 {
-        return f64::NAN;
+/// Running statistics of M vectors of one length P in O(P) memory:
+/// Welford's update per component (f64), and the sum of the unit vectors
+/// for the mean cosine.
+#[derive(Debug, Clone)]
+pub struct GradAccumulator {
+    count: usize,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    unit_sum: Vec<f64>,
+}
+
+impl GradAccumulator {
+    /// Empty, for vectors of length `p`.
+    pub fn new(p: usize) -> Self {
+        GradAccumulator {
+            count: 0,
+            mean: vec![0.0; p],
+            m2: vec![0.0; p],
+            unit_sum: vec![0.0; p],
+        }
     }
-    let mean = mean_vector(samples);
-    let ss: f64 = samples
-        .iter()
-        .map(|s| {
-            s.iter()
-                .zip(&mean)
-                .map(|(&x, &mu)| (x as f64 - mu).powi(2))
-                .sum::<f64>()
-        })
-        .sum();
-    ss / (m - 1) as f64
+
+    /// Adds one vector (of length P).
+    pub fn push(&mut self, x: &[f32]) {
+        assert_eq!(x.len(), self.mean.len(), "vector length");
+        self.count += 1;
+        let n = self.count as f64;
+        let len = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        for (k, &v) in x.iter().enumerate() {
+            let v = v as f64;
+            let d = v - self.mean[k];
+            self.mean[k] += d / n;
+            self.m2[k] += d * (v - self.mean[k]);
+            if len > 0.0 {
+                self.unit_sum[k] += v / len;
+            }
+        }
+    }
+
+    /// Vectors added, M.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// `x̄`, component-wise.
+    pub fn mean(&self) -> &[f64] {
+        &self.mean
+    }
+
+    /// Trace of the sample covariance, `Σ_k (1/(M−1)) Σ_m (x_mk − x̄_k)²`
+    /// (NaN for M < 2).
+    pub fn total_variance(&self) -> f64 {
+        if self.count < 2 {
+            return f64::NAN;
+        }
+        self.m2.iter().sum::<f64>() / (self.count - 1) as f64
+    }
+
+    /// The statistics against `reference`: since the cosine is linear in
+    /// the unit vector, `(1/M) Σ_m cos(x_m, r) = ((1/M) Σ_m x_m/‖x_m‖)·r/‖r‖`
+    /// (a zero vector counts as cosine 0).
+    pub fn stats(&self, reference: &[f64]) -> GradStats {
+        let unit_dot: f64 = self
+            .unit_sum
+            .iter()
+            .zip(reference)
+            .map(|(u, r)| u * r)
+            .sum();
+        GradStats {
+            mean: self.mean.clone(),
+            total_variance: self.total_variance(),
+            cos_ref: cosine(&self.mean, reference),
+            cos_batch: unit_dot / (self.count as f64 * norm(reference)),
+        }
+    }
+}
+
+/// Component-wise mean of equally long vectors.
+pub fn mean_vector(samples: &[Vec<f32>]) -> Vec<f64> {
+    GradStats::of(samples, &[]).mean
+}
+
+/// Trace of the sample covariance of `samples` (see
+/// [`GradAccumulator::total_variance`]).
+pub fn total_variance(samples: &[Vec<f32>]) -> f64 {
+    GradStats::of(samples, &[]).total_variance
 }
 
 /// Euclidean norm.
@@ -677,7 +965,7 @@ pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
 pub struct GradStats {
     /// `ḡ`.
     pub mean: Vec<f64>,
-    /// [`total_variance`].
+    /// [`GradAccumulator::total_variance`].
     pub total_variance: f64,
     /// `cos(ḡ, reference)`.
     pub cos_ref: f64,
@@ -687,23 +975,14 @@ pub struct GradStats {
 
 impl GradStats {
     /// The statistics of `samples` (M vectors of one length) against
-    /// `reference`.
+    /// `reference` (cosines are NaN for an empty or zero reference), by
+    /// the [`GradAccumulator`] the study uses.
     pub fn of(samples: &[Vec<f32>], reference: &[f64]) -> Self {
-        let mean = mean_vector(samples);
-        let cos_batch = samples
-            .iter()
-            .map(|s| {
-                let s: Vec<f64> = s.iter().map(|&x| x as f64).collect();
-                cosine(&s, reference)
-            })
-            .sum::<f64>()
-            / samples.len().max(1) as f64;
-        GradStats {
-            total_variance: total_variance(samples),
-            cos_ref: cosine(&mean, reference),
-            cos_batch,
-            mean,
+        let mut acc = GradAccumulator::new(samples.first().map_or(0, Vec::len));
+        for s in samples {
+            acc.push(s);
         }
+        acc.stats(reference)
     }
 }
 
@@ -743,10 +1022,10 @@ impl StudyResult {
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {:.3e} | {:.3} | {:.3e} | {:.3} | {:.3} | {:.3} ± {:.3} |\n",
+                "| {} | {:.3e} | {} | {:.3e} | {:.3} | {:.3} | {:.3} ± {:.3} |\n",
                 r.estimator,
                 r.total_variance,
-                r.variance_vs_full_return,
+                sig3(r.variance_vs_full_return),
                 r.mean_grad_norm,
                 r.cos_ref,
                 r.cos_batch,
