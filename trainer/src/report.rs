@@ -160,7 +160,17 @@ pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) 
     {
         let n = bars.len().max(1);
         let height = (110 + 42 * n as u32).max(300);
-        let root = BitMapBackend::new(&tmp, (1000, height)).into_drawing_area();
+        // Room for the longest label (measured with the label font).
+        let label_font = ("sans-serif", 15).into_font();
+        let mut label_w = 0u32;
+        for b in bars {
+            let (w, _) = label_font
+                .box_size(&b.label)
+                .map_err(|e| anyhow::anyhow!("measuring label {:?}: {e:?}", b.label))?;
+            label_w = label_w.max(w);
+        }
+        let label_w = label_w + 24;
+        let root = BitMapBackend::new(&tmp, (760 + label_w, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let (mut lo, mut hi) = (f64::MAX, f64::MIN);
         for b in bars.iter().filter(|b| b.value.is_finite() && b.value > 0.0) {
@@ -180,10 +190,10 @@ pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) 
                 .map_or(String::new(), |b| b.label.clone())
         };
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
+            .caption(title, ("sans-serif", 18))
             .margin(14)
             .x_label_area_size(45)
-            .y_label_area_size(250)
+            .y_label_area_size(label_w)
             .build_cartesian_2d((x0..x1).log_scale(), (0..n - 1).into_segmented())?;
         chart
             .configure_mesh()
@@ -196,7 +206,7 @@ pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) 
                 SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => label_of(*i),
                 SegmentValue::Last => String::new(),
             })
-            .label_style(("sans-serif", 15))
+            .label_style(label_font.clone())
             .draw()?;
         for (k, b) in bars.iter().enumerate() {
             if !(b.value.is_finite() && b.value > 0.0) {

@@ -1066,8 +1066,8 @@ impl StudyResult {
         report::log_bar_chart(
             &dir.join("gradient-variance.png"),
             &format!(
-                "policy-gradient variance: {}, M = {}, N = {}, γ = {}",
-                self.env, self.batches, self.episodes_per_batch, self.gamma
+                "policy-gradient variance on {}, {}: M = {}, N = {}, γ = {}",
+                self.env, self.policy, self.batches, self.episodes_per_batch, self.gamma
             ),
             "total variance tr Cov[ĝ] (log scale)",
             &bars,
