@@ -149,7 +149,7 @@ struct GradientVarianceArgs {
     /// Epochs of the value-function fit (on 8·N separate episodes).
     #[arg(long, default_value_t = ValueFitConfig::for_batch(1).epochs)]
     value_epochs: usize,
-    /// Output directory (default study-<env>).
+    /// Output directory (default study-NAME for --env NAME).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print one JSON object instead of the table.

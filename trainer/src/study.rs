@@ -79,7 +79,8 @@
 //!   unbiased row when `V` fits well);
 //! - `diff_to_ref = ‖d̄‖/‖g_ref‖` with `d_m = ĝ_m − ĝ_ref,m`, and its noise
 //!   level `diff_to_ref_se = √(tr Cov(d)/M)/‖g_ref‖`. An unbiased row has
-//!   `E[d] = 0`, so `diff_to_ref` well above its noise level measures bias.
+//!   `E[d] = 0`, and then `‖d̄‖` is about one noise level (`E‖d̄‖² =
+//!   ‖E d‖² + tr Cov(d)/M`), so `diff_to_ref` well above it measures bias.
 
 use std::path::Path;
 
