@@ -11,6 +11,7 @@ mod runtime_quant;
 mod trainer_util;
 
 mod cli;
+mod study;
 mod trainer_algos;
 mod trainer_gae;
 mod trainer_grad;

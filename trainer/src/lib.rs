@@ -21,3 +21,4 @@ pub mod optim;
 pub mod pg;
 pub mod ppo;
 pub mod report;
+pub mod study;

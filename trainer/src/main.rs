@@ -17,6 +17,7 @@ use tinyppo_trainer::logs;
 use tinyppo_trainer::offpolicy::IsCorrection;
 use tinyppo_trainer::ppo::{Trainer, UpdateMetrics};
 use tinyppo_trainer::report;
+use tinyppo_trainer::study::{self, StudyConfig, StudyPolicy, ValueFitConfig};
 
 #[derive(Parser)]
 #[command(
@@ -115,6 +116,58 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LogsCmd,
     },
+    /// Studies of the notes' policy-gradient estimators.
+    Study {
+        #[command(subcommand)]
+        cmd: StudyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StudyCmd {
+    /// At a fixed policy, estimate the policy gradient M times with each
+    /// estimator (full return, reward-to-go, mean/value/optimal baselines,
+    /// GAE λ ∈ {0, 0.5, 0.95, 1}; leave-one-out batch baselines as
+    /// diagnostics) on the same episodes and compare total variance and
+    /// cosine to the mean gradient. Prints a markdown table, writes
+    /// gradient-variance.csv and gradient-variance.png.
+    GradientVariance(GradientVarianceArgs),
+}
+
+#[derive(clap::Args)]
+struct GradientVarianceArgs {
+    /// Plant: pendulum, mountain-car, cartpole, dc-motor.
+    #[arg(long)]
+    env: String,
+    /// Run directory holding checkpoint.bin: study its policy (actor,
+    /// log-std, frozen observation statistics). Default: the fresh policy
+    /// `tinyppo train --seed S` would start from.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Independent batches M (≥ 2).
+    #[arg(long, value_name = "M", default_value_t = 50)]
+    batches: usize,
+    /// Episodes per batch N (≥ 1).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    episodes_per_batch: usize,
+    /// Seed of the random stream (fresh policy, critic init, episodes).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Discount γ of every estimator and of the value targets.
+    #[arg(long, default_value_t = 0.99)]
+    gamma: f32,
+    /// Epochs of the value-function fit (on 8·N separate episodes).
+    #[arg(long, default_value_t = ValueFitConfig::for_batch(1).epochs)]
+    value_epochs: usize,
+    /// Output directory (default study-NAME for --env NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar or "wrote" line.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +318,9 @@ fn main() -> ExitCode {
         Cmd::Logs {
             cmd: LogsCmd::Decode { files, json },
         } => logs_decode(&files, json),
+        Cmd::Study {
+            cmd: StudyCmd::GradientVariance(a),
+        } => gradient_variance_cmd(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -752,6 +808,73 @@ fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
             o.policy_id,
             o.parent_version
         );
+    }
+    Ok(())
+}
+
+fn gradient_variance_cmd(a: GradientVarianceArgs) -> Result<()> {
+    let cfg = StudyConfig {
+        batches: a.batches,
+        episodes_per_batch: a.episodes_per_batch,
+        gamma: a.gamma,
+        seed: a.seed,
+        value_fit: ValueFitConfig {
+            epochs: a.value_epochs,
+            ..ValueFitConfig::for_batch(a.episodes_per_batch)
+        },
+    };
+    // Flags and the plant first: a typo fails before any work.
+    cfg.validate()?;
+    tinyppo_trainer::env::make_env(&a.env)?;
+    // One stream: a fresh policy is drawn from it exactly as `train` draws
+    // its initial model, then the study continues on it.
+    let mut rng = tinyppo_runtime::rng::seeded(a.seed);
+    let policy = match &a.checkpoint {
+        Some(dir) => StudyPolicy::load(dir, &a.env)?,
+        None => StudyPolicy::fresh(&a.env, a.seed, &mut rng)?,
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("study-{}", a.env)));
+    let pb = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new((cfg.value_fit.epochs + cfg.batches) as u64)
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} ETA {eta} | {msg}")
+            .expect("static template"),
+    );
+    let epochs = cfg.value_fit.epochs as u64;
+    let mut progress = |p: study::Progress| match p {
+        study::Progress::ValueEpoch(e, n) => {
+            pb.set_position(e as u64);
+            pb.set_message(format!("fitting V: epoch {e}/{n}"));
+        }
+        study::Progress::Batch(m, n) => {
+            pb.set_position(epochs + m as u64);
+            pb.set_message(format!("batch {m}/{n}"));
+        }
+    };
+    let r = study::gradient_variance(&policy, &cfg, &mut rng, &mut progress);
+    pb.finish_and_clear();
+    let r = r?;
+    r.write(&out)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&r).context("serializing the study")?
+        );
+    } else {
+        print!("{}", r.markdown());
+        if !a.quiet {
+            println!(
+                "\nwrote {} and {}",
+                out.join("gradient-variance.csv").display(),
+                out.join("gradient-variance.png").display()
+            );
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::checkpoint::write_atomic;
 use crate::ppo::UpdateMetrics;
@@ -188,12 +189,13 @@ pub fn band(runs: &[Vec<(f64, f64)>], points: usize) -> Vec<(f64, f64, f64, f64)
     out
 }
 
-/// Distinguishable line colours (matplotlib's tab10), cycled.
+/// Distinguishable colours (matplotlib's tab10 order), cycled; lines of
+/// [`band_plot`] and bar groups of [`log_bar_chart`].
 const COLORS: [RGBColor; 6] = [
-    RGBColor(214, 39, 40),
     RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(23, 190, 207),
 ];
@@ -269,6 +271,106 @@ pub fn band_plot(path: &Path, x_label: &str, y_label: &str, panels: &[Panel]) ->
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .draw()?;
+        }
+        root.present()
+            .with_context(|| format!("rendering {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// One bar of [`log_bar_chart`].
+pub struct Bar {
+    /// Label on the category axis.
+    pub label: String,
+    /// Length (drawn on a log scale; values ≤ 0 or non-finite are skipped).
+    pub value: f64,
+    /// Bars of one group share a colour.
+    pub group: usize,
+}
+
+/// A horizontal bar chart with a logarithmic value axis, bars top to bottom
+/// in the given order, each annotated with its value; PNG, written to a
+/// temporary file and renamed (as [`line_plot`]).
+pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let n = bars.len().max(1);
+        let height = (110 + 42 * n as u32).max(300);
+        // Room for the longest label (measured with the label font).
+        let label_font = ("sans-serif", 15).into_font();
+        let mut label_w = 0u32;
+        for b in bars {
+            let (w, _) = label_font
+                .box_size(&b.label)
+                .map_err(|e| anyhow::anyhow!("measuring label {:?}: {e:?}", b.label))?;
+            label_w = label_w.max(w);
+        }
+        let label_w = label_w + 24;
+        let root = BitMapBackend::new(&tmp, (760 + label_w, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+        for b in bars.iter().filter(|b| b.value.is_finite() && b.value > 0.0) {
+            lo = lo.min(b.value);
+            hi = hi.max(b.value);
+        }
+        if lo > hi {
+            (lo, hi) = (1.0, 10.0);
+        }
+        // Whole decades, with room right of the longest bar for its label.
+        let x0 = 10f64.powf(lo.log10().floor() - 0.5);
+        let x1 = 10f64.powf(hi.log10().ceil() + 0.5);
+        let label_of = |i: usize| -> String {
+            // Category i counts from the bottom; bars are listed top down.
+            n.checked_sub(1 + i)
+                .and_then(|k| bars.get(k))
+                .map_or(String::new(), |b| b.label.clone())
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(14)
+            .x_label_area_size(45)
+            .y_label_area_size(label_w)
+            .build_cartesian_2d((x0..x1).log_scale(), (0..n - 1).into_segmented())?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(TRANSPARENT)
+            .x_desc(value_label)
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .y_labels(n)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => label_of(*i),
+                SegmentValue::Last => String::new(),
+            })
+            .label_style(label_font.clone())
+            .draw()?;
+        for (k, b) in bars.iter().enumerate() {
+            if !(b.value.is_finite() && b.value > 0.0) {
+                continue;
+            }
+            let i = n - 1 - k;
+            let top = if i + 1 < n {
+                SegmentValue::Exact(i + 1)
+            } else {
+                SegmentValue::Last
+            };
+            let color = COLORS[b.group % COLORS.len()];
+            let mut bar = Rectangle::new(
+                [(x0, SegmentValue::Exact(i)), (b.value, top)],
+                color.filled(),
+            );
+            bar.set_margin(6, 6, 0, 0);
+            chart.draw_series(std::iter::once(bar))?;
+            chart.draw_series(std::iter::once(Text::new(
+                format!(" {:.3e}", b.value),
+                (b.value, SegmentValue::CenterOf(i)),
+                ("sans-serif", 14)
+                    .into_font()
+                    .into_text_style(&root)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            )))?;
         }
         root.present()
             .with_context(|| format!("rendering {}", tmp.display()))?;
