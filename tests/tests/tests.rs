@@ -12,6 +12,7 @@ mod trainer_util;
 
 mod cli;
 mod trainer_gae;
+mod trainer_gemm;
 mod trainer_grad;
 mod trainer_optim;
 mod trainer_parity;

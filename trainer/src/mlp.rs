@@ -19,6 +19,9 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use serde::{Deserialize, Serialize};
 
+#[cfg(target_arch = "x86_64")]
+pub mod gemm;
+
 /// Hidden-layer nonlinearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,6 +48,9 @@ pub struct Cache {
     pub acts: Vec<Array2<f32>>,
     /// Scratch gradients w.r.t. each layer's input.
     grads: Vec<Array2<f32>>,
+    /// Scratch for the transposed weights of the AVX2 forward product (the
+    /// layout of the parameters, each `W_l` transposed in place).
+    wt: Vec<f32>,
 }
 
 impl Mlp {
@@ -142,9 +148,7 @@ impl Mlp {
         cache.acts[n - 1].view()
     }
 
-    /// The layer loop of [`Mlp::forward`] (inlined into both the baseline
-    /// and the AVX2 copy).
-    #[inline(always)]
+    /// The layer loop of [`Mlp::forward`] without AVX2.
     fn layers_forward(&self, params: &[f32], cache: &mut Cache) {
         let batch = cache.acts[0].nrows();
         for l in 0..self.n_layers() {
@@ -163,23 +167,52 @@ impl Mlp {
             let bias = b.as_slice().expect("contiguous bias");
             let zs = z.as_slice_mut().expect("contiguous activations");
             for row in zs.chunks_exact_mut(bias.len()) {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-                if hidden {
-                    match self.act {
-                        Act::Tanh => row.iter_mut().for_each(|v| *v = fast_tanh(*v)),
-                        Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
-                    }
-                }
+                self.bias_act(row, bias, hidden);
             }
         }
     }
 
-    /// [`Mlp::layers_forward`] compiled with AVX2 and FMA enabled, so the
-    /// small-batch dot products and the activations use 8-wide vectors.
+    /// `row += bias`, then the activation for hidden layers.
+    #[inline(always)]
+    fn bias_act(&self, row: &mut [f32], bias: &[f32], hidden: bool) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        if hidden {
+            match self.act {
+                Act::Tanh => row.iter_mut().for_each(|v| *v = fast_tanh(*v)),
+                Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            }
+        }
+    }
+
+    /// The layer loop of [`Mlp::forward`] with AVX2 and FMA: the small-batch
+    /// dot products and the activations use 8-wide vectors, larger batches
+    /// the [`gemm`] kernel with the bias and activation fused into it.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn layers_avx2(&self, params: &[f32], cache: &mut Cache) {
-        self.layers_forward(params, cache)
+        let batch = cache.acts[0].nrows();
+        cache.wt.resize(params.len(), 0.0);
+        for l in 0..self.n_layers() {
+            let (ow, ob, rows, cols) = self.layer_offsets(l);
+            let (prev, next) = cache.acts.split_at_mut(l + 1);
+            let a_prev = prev[l].as_slice().expect("contiguous activations");
+            let z = next[0].as_slice_mut().expect("contiguous activations");
+            let hidden = l + 1 < self.n_layers();
+            let bias = &params[ob..ob + rows];
+            let epi = |_, row: &mut [f32]| self.bias_act(row, bias, hidden);
+            // Z = A_prev · Wᵀ: with Wᵀ from the cache, or by dot products
+            // with the rows of W for a few outputs.
+            if rows < 8 {
+                gemm::a_bt(a_prev, &params[ow..ob], (batch, cols, rows), z, epi);
+            } else {
+                let wt = &mut cache.wt[ow..ob];
+                gemm::transpose(&params[ow..ob], (rows, cols), wt);
+                gemm::a_b(a_prev, wt, (batch, cols, rows), z, epi);
+            }
+        }
     }
 
     /// Backward pass: given `dout = ∂L/∂output` (shape `(B, out)`) for the
@@ -194,6 +227,12 @@ impl Mlp {
     ) {
         let n = self.sizes.len();
         cache.grads[n - 1].assign(&dout);
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { self.backward_avx2(params, cache, grad) };
+            return;
+        }
         for l in (0..self.n_layers()).rev() {
             let (w, _) = self.layer(params, l);
             let (gw, mut gb) = self.layer_mut(grad, l);
@@ -220,6 +259,46 @@ impl Mlp {
                     }
                 }),
             }
+        }
+    }
+
+    /// The layer loop of [`Mlp::backward`] on the [`gemm`] kernels, with
+    /// the activation's derivative fused into the `dA` product.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn backward_avx2(&self, params: &[f32], cache: &mut Cache, grad: &mut [f32]) {
+        let batch = cache.acts[0].nrows();
+        for l in (0..self.n_layers()).rev() {
+            let (ow, ob, rows, cols) = self.layer_offsets(l);
+            let (gw, gb) = grad[ow..ob + rows].split_at_mut(ob - ow);
+            let (lower, upper) = cache.grads.split_at_mut(l + 1);
+            let dz = upper[0].as_slice().expect("contiguous gradients");
+            let a_prev = cache.acts[l].as_slice().expect("contiguous activations");
+            // ∂L/∂W += dZᵀ · A_prev ; ∂L/∂b += Σ_rows dZ
+            gemm::add_at_b(dz, a_prev, (batch, rows, cols), gw);
+            for row in dz.chunks_exact(rows) {
+                gb.iter_mut().zip(row).for_each(|(g, d)| *g += d);
+            }
+            if l == 0 {
+                break;
+            }
+            // ∂L/∂A_prev = dZ · W, then through the activation of layer l−1.
+            let da = lower[l].as_slice_mut().expect("contiguous gradients");
+            let act = self.act;
+            gemm::a_b(dz, &params[ow..ob], (batch, rows, cols), da, |i, row| {
+                let a = &a_prev[i * cols..(i + 1) * cols];
+                match act {
+                    Act::Tanh => row.iter_mut().zip(a).for_each(|(g, &a)| *g *= 1.0 - a * a),
+                    Act::Relu => row.iter_mut().zip(a).for_each(|(g, &a)| {
+                        if a <= 0.0 {
+                            *g = 0.0
+                        }
+                    }),
+                }
+            });
         }
     }
 
@@ -312,14 +391,6 @@ fn small_matmul_t(a: ArrayView2<f32>, w: ArrayView2<f32>, z: &mut Array2<f32>) {
     let ws = w.as_slice().expect("standard layout");
     for (a_row, mut z_row) in a.rows().into_iter().zip(z.rows_mut()) {
         let a_row = a_row.to_slice().expect("contiguous row");
-        #[cfg(target_arch = "x86_64")]
-        if simd::avx2_fma() {
-            for (zv, w_row) in z_row.iter_mut().zip(ws.chunks_exact(cols)) {
-                // SAFETY: AVX2 and FMA are available (checked at run time).
-                *zv = unsafe { simd::dot_avx2(a_row, w_row) };
-            }
-            continue;
-        }
         for (zv, w_row) in z_row.iter_mut().zip(ws.chunks_exact(cols)) {
             *zv = dot(a_row, w_row);
         }
