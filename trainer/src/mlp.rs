@@ -336,6 +336,9 @@ impl Mlp {
 /// Batches up to this many rows use [`small_matmul_t`] instead of gemm.
 pub const SMALL_BATCH: usize = 16;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use simd::avx2_fma;
+
 /// Run-time CPU feature detection for the multiversioned loops.
 mod simd {
     /// True when the CPU has AVX2 and FMA (cached after the first call).
