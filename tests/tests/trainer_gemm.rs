@@ -10,7 +10,8 @@
 //! cancellation in the sum does not make a correct result fail.
 //!
 //! Then whole `Mlp` forward and backward passes (which use these kernels
-//! on x86-64 with AVX2) against a plain ndarray reference at batch 257.
+//! on x86-64 with AVX2) against a plain ndarray reference at batch 257, and
+//! the rollouts' `Mlp::prepare` path against `Mlp::forward`, bit for bit.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -262,5 +263,23 @@ fn trainer_gemm_mlp_matches_reference() {
                 "{act:?} gradient θ[{i}] {g} vs {w}"
             );
         }
+    }
+}
+
+/// `Mlp::prepare(..).forward` (the rollouts' path, weights transposed once)
+/// gives exactly `Mlp::forward`'s outputs, for a few rows and many, with
+/// one cache reused across batch sizes.
+#[test]
+fn trainer_prepared_forward_is_forward() {
+    let mut r = rng(5);
+    let mlp = Mlp::new(3, &[64, 64], 1, Act::Tanh);
+    let params = random_params(&mlp, 1.0, &mut r);
+    let prepared = mlp.prepare(&params);
+    let (mut c1, mut c2) = (Cache::default(), Cache::default());
+    for b in [4, 1, 300, 4] {
+        let x = random(&mut r, b, 3);
+        let want = mlp.forward(&params, x.view(), &mut c1).to_owned();
+        let got = prepared.forward(x.view(), &mut c2);
+        assert_eq!(got, want, "batch {b}");
     }
 }

@@ -48,8 +48,7 @@ pub struct Cache {
     pub acts: Vec<Array2<f32>>,
     /// Scratch gradients w.r.t. each layer's input.
     grads: Vec<Array2<f32>>,
-    /// Scratch for the transposed weights of the AVX2 forward product (the
-    /// layout of the parameters, each `W_l` transposed in place).
+    /// Scratch for [`Mlp::transpose_weights`].
     wt: Vec<f32>,
 }
 
@@ -123,6 +122,40 @@ impl Mlp {
         x: ArrayView2<f32>,
         cache: &'c mut Cache,
     ) -> ArrayView2<'c, f32> {
+        self.load_input(x, cache);
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2_fma() {
+            let mut wt = std::mem::take(&mut cache.wt);
+            self.transpose_weights(params, &mut wt);
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { self.layers_avx2(params, &wt, &mut cache.acts) };
+            cache.wt = wt;
+            return cache.acts[self.n_layers()].view();
+        }
+        self.layers_forward(params, cache);
+        cache.acts[self.n_layers()].view()
+    }
+
+    /// The parameters prepared for many forward passes with the same
+    /// weights ([`Prepared::forward`]).
+    pub fn prepare<'a>(&'a self, params: &'a [f32]) -> Prepared<'a> {
+        let mut wt = None;
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2_fma() {
+            let mut t = Vec::new();
+            self.transpose_weights(params, &mut t);
+            wt = Some(t);
+        }
+        Prepared {
+            mlp: self,
+            params,
+            wt,
+        }
+    }
+
+    /// Sizes the cache's buffers for a batch of `x.nrows()` rows (keeping
+    /// them when the size is unchanged) and copies `x` into `A_0`.
+    fn load_input(&self, x: ArrayView2<f32>, cache: &mut Cache) {
         let batch = x.nrows();
         let n = self.sizes.len();
         if cache.acts.len() != n || cache.acts[0].nrows() != batch {
@@ -138,14 +171,20 @@ impl Mlp {
                 .collect();
         }
         cache.acts[0].assign(&x);
-        #[cfg(target_arch = "x86_64")]
-        if simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            unsafe { self.layers_avx2(params, cache) };
-            return cache.acts[n - 1].view();
+    }
+
+    /// `wt` = the parameters with each `W_l` transposed in place (biases
+    /// left zero): the right-hand operands of the AVX2 forward product.
+    #[cfg(target_arch = "x86_64")]
+    fn transpose_weights(&self, params: &[f32], wt: &mut Vec<f32>) {
+        wt.resize(params.len(), 0.0);
+        for l in 0..self.n_layers() {
+            let (ow, ob, rows, cols) = self.layer_offsets(l);
+            // Layers of fewer than 8 outputs use W itself (`gemm::a_bt`).
+            if rows >= 8 {
+                gemm::transpose(&params[ow..ob], (rows, cols), &mut wt[ow..ob]);
+            }
         }
-        self.layers_forward(params, cache);
-        cache.acts[n - 1].view()
     }
 
     /// The layer loop of [`Mlp::forward`] without AVX2.
@@ -184,33 +223,30 @@ impl Mlp {
         }
     }
 
-    /// The layer loop of [`Mlp::forward`] with AVX2 and FMA: the small-batch
-    /// dot products and the activations use 8-wide vectors, larger batches
-    /// the [`gemm`] kernel with the bias and activation fused into it.
+    /// The layer loop of [`Mlp::forward`] with AVX2 and FMA, on the
+    /// [`gemm`] kernels with the bias and activation fused into them; `wt`
+    /// from [`Mlp::transpose_weights`].
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn layers_avx2(&self, params: &[f32], cache: &mut Cache) {
-        let batch = cache.acts[0].nrows();
-        cache.wt.resize(params.len(), 0.0);
+    unsafe fn layers_avx2(&self, params: &[f32], wt: &[f32], acts: &mut [Array2<f32>]) {
+        let batch = acts[0].nrows();
         for l in 0..self.n_layers() {
             let (ow, ob, rows, cols) = self.layer_offsets(l);
-            let (prev, next) = cache.acts.split_at_mut(l + 1);
+            let (prev, next) = acts.split_at_mut(l + 1);
             let a_prev = prev[l].as_slice().expect("contiguous activations");
             let z = next[0].as_slice_mut().expect("contiguous activations");
             let hidden = l + 1 < self.n_layers();
             let bias = &params[ob..ob + rows];
             let epi = |_, row: &mut [f32]| self.bias_act(row, bias, hidden);
-            // Z = A_prev · Wᵀ: with Wᵀ from the cache, or by dot products
-            // with the rows of W for a few outputs.
+            // Z = A_prev · Wᵀ, or by dot products with the rows of W for a
+            // few outputs.
             if rows < 8 {
                 gemm::a_bt(a_prev, &params[ow..ob], (batch, cols, rows), z, epi);
             } else {
-                let wt = &mut cache.wt[ow..ob];
-                gemm::transpose(&params[ow..ob], (rows, cols), wt);
-                gemm::a_b(a_prev, wt, (batch, cols, rows), z, epi);
+                gemm::a_b(a_prev, &wt[ow..ob], (batch, cols, rows), z, epi);
             }
         }
     }
@@ -330,6 +366,32 @@ impl Mlp {
             w.assign(&(q * gain));
             b.fill(0.0);
         }
+    }
+}
+
+/// An MLP's parameters prepared for many forward passes with the same
+/// weights: each `W_l` transposed once (for the AVX2 product) instead of
+/// on every pass. Rollouts run thousands of forward passes of a few rows
+/// between two updates, where the transposes cost a third of the pass.
+pub struct Prepared<'a> {
+    mlp: &'a Mlp,
+    params: &'a [f32],
+    /// From [`Mlp::transpose_weights`]; `None` without AVX2.
+    wt: Option<Vec<f32>>,
+}
+
+impl Prepared<'_> {
+    /// [`Mlp::forward`] with the prepared parameters (the same results).
+    pub fn forward<'c>(&self, x: ArrayView2<f32>, cache: &'c mut Cache) -> ArrayView2<'c, f32> {
+        let mlp = self.mlp;
+        mlp.load_input(x, cache);
+        match &self.wt {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `wt` is only made when the CPU supports AVX2 and FMA.
+            Some(wt) => unsafe { mlp.layers_avx2(self.params, wt, &mut cache.acts) },
+            _ => mlp.layers_forward(self.params, cache),
+        }
+        cache.acts[mlp.n_layers()].view()
     }
 }
 
