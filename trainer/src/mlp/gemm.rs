@@ -104,10 +104,12 @@ pub fn a_bt(
     unsafe { a_bt_avx2(&a[..m * k], &b[..n * k], (m, k, n), &mut c[..m * n], epi) }
 }
 
-/// [`a_bt`] (a function of its own so the epilogue is compiled for AVX2).
+/// [`a_bt`] after its checks: groups of 8 rows of `a` against each row of
+/// `b`, one accumulator per row, reduced together ([`hsum8`]); the last
+/// `m % 8` rows by single dot products.
 ///
 /// # Safety
-/// AVX2 and FMA available.
+/// AVX2 and FMA available; `a`, `b`, `c` hold exactly `m·k`, `n·k`, `m·n`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn a_bt_avx2(
     a: &[f32],
@@ -116,7 +118,41 @@ unsafe fn a_bt_avx2(
     c: &mut [f32],
     mut epi: impl FnMut(usize, &mut [f32]),
 ) {
-    for i in 0..m {
+    let (k8, mask) = (k - k % 8, tail_mask(k % 8));
+    let m8 = m - m % 8;
+    for i0 in (0..m8).step_by(8) {
+        for j in 0..n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            // SAFETY: rows i0..i0 + 8 ≤ m of `a` and row j < n of `b`,
+            // columns p..p + 8 ≤ k (or the unmasked ones of the tail).
+            unsafe {
+                let (ap, bp) = (a.as_ptr().add(i0 * k), b.as_ptr().add(j * k));
+                for p in (0..k8).step_by(8) {
+                    let bv = _mm256_loadu_ps(bp.add(p));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(r * k + p)), bv, *acc);
+                    }
+                }
+                if k8 < k {
+                    let bv = _mm256_maskload_ps(bp.add(k8), mask);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm256_maskload_ps(ap.add(r * k + k8), mask);
+                        *acc = _mm256_fmadd_ps(av, bv, *acc);
+                    }
+                }
+            }
+            let mut sums = [0.0f32; 8];
+            // SAFETY: `sums` holds 8 floats.
+            unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), hsum8(acc)) };
+            for (r, &s) in sums.iter().enumerate() {
+                c[(i0 + r) * n + j] = s;
+            }
+        }
+        for i in i0..i0 + 8 {
+            epi(i, &mut c[i * n..(i + 1) * n]);
+        }
+    }
+    for i in m8..m {
         let row = &a[i * k..(i + 1) * k];
         for j in 0..n {
             // SAFETY: AVX2 and FMA are available (caller).
@@ -124,6 +160,23 @@ unsafe fn a_bt_avx2(
         }
         epi(i, &mut c[i * n..(i + 1) * n]);
     }
+}
+
+/// The lane sums of 8 vectors, as one vector (lane `r` = Σ lanes of `v[r]`).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn hsum8(v: [__m256; 8]) -> __m256 {
+    // Pairwise sums within 128-bit halves, then the two halves added.
+    let t0 = _mm256_hadd_ps(v[0], v[1]);
+    let t1 = _mm256_hadd_ps(v[2], v[3]);
+    let t2 = _mm256_hadd_ps(v[4], v[5]);
+    let t3 = _mm256_hadd_ps(v[6], v[7]);
+    let u0 = _mm256_hadd_ps(t0, t1);
+    let u1 = _mm256_hadd_ps(t2, t3);
+    _mm256_add_ps(
+        _mm256_permute2f128_ps::<0x20>(u0, u1),
+        _mm256_permute2f128_ps::<0x31>(u0, u1),
+    )
 }
 
 /// `c += aᵀ · b` with `a` of shape `(m, p)`, `b` `(m, q)` and `c` `(p, q)`:
