@@ -182,11 +182,25 @@ fn hsum8(v: [__m256; 8]) -> __m256 {
 /// `c += aᵀ · b` with `a` of shape `(m, p)`, `b` `(m, q)` and `c` `(p, q)`:
 /// a sum over the `m` rows, the backward `dW += dZᵀ · A`.
 ///
+/// A narrow `c` (`q < 8`, the first layer's `dW` with 3 inputs) is
+/// computed as `cᵀ = bᵀ · a` and added transposed: full vectors along `p`
+/// instead of masked ones with 5 of 8 lanes idle.
+///
 /// # Panics
 /// As [`a_b`].
 pub fn add_at_b(a: &[f32], b: &[f32], (m, p, q): (usize, usize, usize), c: &mut [f32]) {
     assert!(available(), "gemm needs AVX2 and FMA");
     assert!(a.len() >= m * p && b.len() >= m * q && c.len() >= p * q);
+    if q < 8 && p >= 8 {
+        let mut ct = vec![0.0; q * p];
+        add_at_b(b, a, (m, q, p), &mut ct);
+        for (i, row) in c[..p * q].chunks_exact_mut(q).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v += ct[j * p + i];
+            }
+        }
+        return;
+    }
     let mut r0 = 0;
     while r0 < m {
         let kc = KC.min(m - r0);
