@@ -118,7 +118,8 @@ unsafe fn a_bt_avx2(
     c: &mut [f32],
     mut epi: impl FnMut(usize, &mut [f32]),
 ) {
-    let (k8, mask) = (k - k % 8, tail_mask(k % 8));
+    // SAFETY: AVX2 is available (caller).
+    let (k8, mask) = (k - k % 8, unsafe { tail_mask(k % 8) });
     let m8 = m - m % 8;
     for i0 in (0..m8).step_by(8) {
         for j in 0..n {
@@ -163,9 +164,14 @@ unsafe fn a_bt_avx2(
 }
 
 /// The lane sums of 8 vectors, as one vector (lane `r` = Σ lanes of `v[r]`).
+///
+/// # Safety
+/// AVX2 available. (An `unsafe fn` only because safe `#[target_feature]`
+/// functions need Rust 1.86 and the workspace's MSRV is 1.85; likewise
+/// [`transpose8`] and [`tail_mask`].)
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn hsum8(v: [__m256; 8]) -> __m256 {
+unsafe fn hsum8(v: [__m256; 8]) -> __m256 {
     // Pairwise sums within 128-bit halves, then the two halves added.
     let t0 = _mm256_hadd_ps(v[0], v[1]);
     let t1 = _mm256_hadd_ps(v[2], v[3]);
@@ -265,9 +271,12 @@ unsafe fn transpose_avx2(s: &[f32], (rows, cols): (usize, usize), t: &mut [f32])
 }
 
 /// The transpose of an 8 × 8 block held as 8 row vectors.
+///
+/// # Safety
+/// AVX2 available.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn transpose8(x: [__m256; 8]) -> [__m256; 8] {
+unsafe fn transpose8(x: [__m256; 8]) -> [__m256; 8] {
     // Interleave pairs of rows, then pairs of pairs, then the 128-bit halves.
     let t0 = _mm256_unpacklo_ps(x[0], x[1]);
     let t1 = _mm256_unpackhi_ps(x[0], x[1]);
@@ -383,9 +392,12 @@ unsafe fn row_block<const R: usize>(op: &Operands, c: &mut [f32], i0: usize, acc
 }
 
 /// Lane mask selecting the first `len` (< 8) of 8 lanes.
+///
+/// # Safety
+/// AVX2 available.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn tail_mask(len: usize) -> __m256i {
+unsafe fn tail_mask(len: usize) -> __m256i {
     let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), idx)
 }
@@ -407,7 +419,8 @@ unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
 ) {
     let n = op.n;
     let mask = if MASKED {
-        tail_mask(n - j0 - 8 * (V - 1))
+        // SAFETY: AVX2 is available (caller).
+        unsafe { tail_mask(n - j0 - 8 * (V - 1)) }
     } else {
         _mm256_set1_epi32(-1)
     };
