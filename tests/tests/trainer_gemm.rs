@@ -16,7 +16,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 use tinyppo_runtime::rng::DefaultRng;
 use tinyppo_trainer::mlp::{fast_tanh, gemm, Act, Cache, Mlp};
 
@@ -136,7 +136,8 @@ fn trainer_gemm_forward_matches_ndarray() {
     }
 }
 
-/// Backward `dW += dZᵀ · A` (added to what `dW` held) and `dA = dZ · W`.
+/// Backward `dW += dZᵀ · A` (added to what `dW` held), `db += Σ_rows dZ`
+/// and `dA = dZ · W`.
 #[test]
 fn trainer_gemm_backward_matches_ndarray() {
     if skip() {
@@ -162,6 +163,13 @@ fn trainer_gemm_backward_matches_ndarray() {
                     got.as_slice_mut().unwrap(),
                 );
                 assert_close(&format!("dW += ({b}×{n})ᵀ·{b}×{k}"), &got, &want, &scale);
+
+                let db0 = random(&mut r, 1, n);
+                let want = &db0 + &dz.sum_axis(Axis(0));
+                let scale = abs(db0.view()) + abs(dz.view()).sum_axis(Axis(0));
+                let mut got = db0.clone();
+                gemm::add_col_sums(dz.as_slice().unwrap(), (b, n), got.as_slice_mut().unwrap());
+                assert_close(&format!("db += Σ rows of {b}×{n}"), &got, &want, &scale);
 
                 let (want, scale) = reference(dz.view(), w.view());
                 let mut got = Array2::from_elem((b, k), f32::NAN);

@@ -315,9 +315,7 @@ impl Mlp {
             let a_prev = cache.acts[l].as_slice().expect("contiguous activations");
             // ∂L/∂W += dZᵀ · A_prev ; ∂L/∂b += Σ_rows dZ
             gemm::add_at_b(dz, a_prev, (batch, rows, cols), gw);
-            for row in dz.chunks_exact(rows) {
-                gb.iter_mut().zip(row).for_each(|(g, d)| *g += d);
-            }
+            gemm::add_col_sums(dz, (batch, rows), gb);
             if l == 0 {
                 break;
             }

@@ -227,6 +227,78 @@ pub fn add_at_b(a: &[f32], b: &[f32], (m, p, q): (usize, usize, usize), c: &mut 
     }
 }
 
+/// `c[j] += Σ_i a[i, j]` for `a` of shape `(m, n)`: the bias gradient.
+///
+/// # Panics
+/// As [`a_b`].
+pub fn add_col_sums(a: &[f32], (m, n): (usize, usize), c: &mut [f32]) {
+    assert!(available(), "gemm needs AVX2 and FMA");
+    // SAFETY: AVX2 is available (asserted above).
+    unsafe { add_col_sums_avx2(&a[..m * n], n, &mut c[..n]) }
+}
+
+/// [`add_col_sums`]: 64 columns at a time in eight vector accumulators
+/// (adding each row straight into `c` chains every row's addition on the
+/// previous one's store), then 8 at a time; a single column (`n = 1`, the
+/// value head) as one contiguous sum; other columns one by one.
+///
+/// # Safety
+/// AVX2 available; `a.len() = m·n`, `c.len() = n`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_col_sums_avx2(a: &[f32], n: usize, c: &mut [f32]) {
+    let mut j0 = 0;
+    while j0 + 64 <= n {
+        // SAFETY: AVX2 is available (caller); columns j0..j0 + 64 ≤ n.
+        unsafe { col_sums::<8>(a, n, j0, c) };
+        j0 += 64;
+    }
+    while j0 + 8 <= n {
+        // SAFETY: as above, columns j0..j0 + 8 ≤ n.
+        unsafe { col_sums::<1>(a, n, j0, c) };
+        j0 += 8;
+    }
+    if n == 1 {
+        let mut acc = [0.0f32; 8];
+        let chunks = a.chunks_exact(8);
+        let rest = chunks.remainder();
+        for ch in chunks {
+            for (s, &x) in acc.iter_mut().zip(ch) {
+                *s += x;
+            }
+        }
+        let sum = acc.iter().sum::<f32>() + rest.iter().sum::<f32>();
+        c[0] += sum;
+        return;
+    }
+    for (j, cj) in c.iter_mut().enumerate().skip(j0) {
+        *cj += a.iter().skip(j).step_by(n).sum::<f32>();
+    }
+}
+
+/// Columns `j0..j0 + 8V` of [`add_col_sums_avx2`], in `V` accumulators.
+///
+/// # Safety
+/// AVX2 available; `j0 + 8V ≤ n`, `a.len()` a multiple of `n`, `c.len() = n`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn col_sums<const V: usize>(a: &[f32], n: usize, j0: usize, c: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); V];
+    for row in a.chunks_exact(n) {
+        for (u, s) in acc.iter_mut().enumerate() {
+            // SAFETY: columns j0 + 8u..j0 + 8u + 8 ≤ n of the row (caller).
+            *s = _mm256_add_ps(*s, unsafe { _mm256_loadu_ps(row.as_ptr().add(j0 + 8 * u)) });
+        }
+    }
+    for (u, s) in acc.iter().enumerate() {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *s) };
+        for (cj, l) in c[j0 + 8 * u..j0 + 8 * u + 8].iter_mut().zip(lanes) {
+            *cj += l;
+        }
+    }
+}
+
 /// `t = sᵀ` for `s` of shape `(rows, cols)` (`t` is `(cols, rows)`).
 ///
 /// # Panics
