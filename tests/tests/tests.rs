@@ -14,6 +14,7 @@ mod cli;
 mod study;
 mod trainer_algos;
 mod trainer_gae;
+mod trainer_gemm;
 mod trainer_grad;
 mod trainer_optim;
 mod trainer_parity;

@@ -44,7 +44,7 @@ pub fn load_for<P: Plant<O, A>, const O: usize, const A: usize>(
         })
 }
 
-fn run<P: Plant<O, A> + Default, const O: usize, const A: usize>(
+fn run<P: Plant<O, A> + Default + Send, const O: usize, const A: usize>(
     blob: &[u8],
     episodes: usize,
     seed: u64,
@@ -52,28 +52,55 @@ fn run<P: Plant<O, A> + Default, const O: usize, const A: usize>(
 ) -> Result<Vec<f64>> {
     let policy = load_for::<P, O, A>(blob)?;
     let mut rng = seeded(seed);
-    let mut returns = Vec::with_capacity(episodes);
-    for _ in 0..episodes {
+    let reset = |rng: &mut _| {
         let mut plant = P::default();
-        let mut obs = plant.reset(&mut rng);
-        let mut ret = 0.0f64;
-        loop {
-            let a = if stochastic {
-                policy.act(&obs, &mut rng).map(|s| s.applied)
-            } else {
-                policy.mean_applied(&obs)
-            }
-            .unwrap_or_else(|_| policy.safe_action());
-            let tr = plant.step(&a);
-            ret += tr.reward as f64;
-            obs = tr.obs;
-            if tr.terminated || tr.truncated {
-                break;
-            }
-        }
-        returns.push(ret);
+        let obs = plant.reset(rng);
+        (plant, obs)
+    };
+    if stochastic {
+        return Ok((0..episodes)
+            .map(|_| {
+                let (plant, obs) = reset(&mut rng);
+                episode(&policy, plant, obs, |o| {
+                    policy.act(o, &mut rng).map(|s| s.applied)
+                })
+            })
+            .collect());
     }
-    Ok(returns)
+    // With the mean action the random stream only draws the initial
+    // states: reset the plants in episode order, then play the episodes
+    // on two threads (the same returns as one after the other; a 100-
+    // episode evaluation ends every `tinyppo train`).
+    let starts: Vec<(P, [f32; O])> = (0..episodes).map(|_| reset(&mut rng)).collect();
+    let play = |(plant, obs)| episode(&policy, plant, obs, |o| policy.mean_applied(o));
+    let mut starts = starts.into_iter();
+    let first: Vec<_> = starts.by_ref().take(episodes / 2).collect();
+    Ok(std::thread::scope(|s| {
+        let rest = s.spawn(|| starts.map(play).collect::<Vec<f64>>());
+        let mut returns: Vec<f64> = first.into_iter().map(play).collect();
+        returns.extend(rest.join().expect("evaluation thread panicked"));
+        returns
+    }))
+}
+
+/// The return of one episode from a reset plant; `act` chooses the
+/// actions (the policy's safe action where it fails).
+fn episode<P: Plant<O, A>, E, const O: usize, const A: usize>(
+    policy: &Policy<'_, O, A, 256>,
+    mut plant: P,
+    mut obs: [f32; O],
+    mut act: impl FnMut(&[f32; O]) -> Result<[f32; A], E>,
+) -> f64 {
+    let mut ret = 0.0f64;
+    loop {
+        let a = act(&obs).unwrap_or_else(|_| policy.safe_action());
+        let tr = plant.step(&a);
+        ret += tr.reward as f64;
+        obs = tr.obs;
+        if tr.terminated || tr.truncated {
+            return ret;
+        }
+    }
 }
 
 /// Mean and (population) standard deviation.

@@ -14,10 +14,18 @@
 //! Parameters live in one flat `&[f32]` (per layer: `W` row-major, then `b`)
 //! so that the optimizer, gradient clipping and checkpoints work on plain
 //! slices; gradients use the same layout.
+//!
+//! On x86-64 with AVX2 and FMA the products run on the kernels of
+//! [`gemm`] (with the bias, activation and activation derivative fused
+//! in); elsewhere on ndarray's `general_mat_mul`, with direct dot products
+//! for batches of at most [`SMALL_BATCH`] rows.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use serde::{Deserialize, Serialize};
+
+#[cfg(target_arch = "x86_64")]
+pub mod gemm;
 
 /// Hidden-layer nonlinearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +53,8 @@ pub struct Cache {
     pub acts: Vec<Array2<f32>>,
     /// Scratch gradients w.r.t. each layer's input.
     grads: Vec<Array2<f32>>,
+    /// Scratch for [`Mlp::transpose_weights`].
+    wt: Vec<f32>,
 }
 
 impl Mlp {
@@ -117,6 +127,40 @@ impl Mlp {
         x: ArrayView2<f32>,
         cache: &'c mut Cache,
     ) -> ArrayView2<'c, f32> {
+        self.load_input(x, cache);
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2_fma() {
+            let mut wt = std::mem::take(&mut cache.wt);
+            self.transpose_weights(params, &mut wt);
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { self.layers_avx2(params, &wt, &mut cache.acts) };
+            cache.wt = wt;
+            return cache.acts[self.n_layers()].view();
+        }
+        self.layers_forward(params, cache);
+        cache.acts[self.n_layers()].view()
+    }
+
+    /// The parameters prepared for many forward passes with the same
+    /// weights ([`Prepared::forward`]).
+    pub fn prepare<'a>(&'a self, params: &'a [f32]) -> Prepared<'a> {
+        let mut wt = None;
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2_fma() {
+            let mut t = Vec::new();
+            self.transpose_weights(params, &mut t);
+            wt = Some(t);
+        }
+        Prepared {
+            mlp: self,
+            params,
+            wt,
+        }
+    }
+
+    /// Sizes the cache's buffers for a batch of `x.nrows()` rows (keeping
+    /// them when the size is unchanged) and copies `x` into `A_0`.
+    fn load_input(&self, x: ArrayView2<f32>, cache: &mut Cache) {
         let batch = x.nrows();
         let n = self.sizes.len();
         if cache.acts.len() != n || cache.acts[0].nrows() != batch {
@@ -132,19 +176,23 @@ impl Mlp {
                 .collect();
         }
         cache.acts[0].assign(&x);
-        #[cfg(target_arch = "x86_64")]
-        if simd::avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            unsafe { self.layers_avx2(params, cache) };
-            return cache.acts[n - 1].view();
-        }
-        self.layers_forward(params, cache);
-        cache.acts[n - 1].view()
     }
 
-    /// The layer loop of [`Mlp::forward`] (inlined into both the baseline
-    /// and the AVX2 copy).
-    #[inline(always)]
+    /// `wt` = the parameters with each `W_l` transposed in place (biases
+    /// left zero): the right-hand operands of the AVX2 forward product.
+    #[cfg(target_arch = "x86_64")]
+    fn transpose_weights(&self, params: &[f32], wt: &mut Vec<f32>) {
+        wt.resize(params.len(), 0.0);
+        for l in 0..self.n_layers() {
+            let (ow, ob, rows, cols) = self.layer_offsets(l);
+            // Layers of fewer than 8 outputs use W itself (`gemm::a_bt`).
+            if rows >= 8 {
+                gemm::transpose(&params[ow..ob], (rows, cols), &mut wt[ow..ob]);
+            }
+        }
+    }
+
+    /// The layer loop of [`Mlp::forward`] without AVX2.
     fn layers_forward(&self, params: &[f32], cache: &mut Cache) {
         let batch = cache.acts[0].nrows();
         for l in 0..self.n_layers() {
@@ -163,23 +211,49 @@ impl Mlp {
             let bias = b.as_slice().expect("contiguous bias");
             let zs = z.as_slice_mut().expect("contiguous activations");
             for row in zs.chunks_exact_mut(bias.len()) {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-                if hidden {
-                    match self.act {
-                        Act::Tanh => row.iter_mut().for_each(|v| *v = fast_tanh(*v)),
-                        Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
-                    }
-                }
+                self.bias_act(row, bias, hidden);
             }
         }
     }
 
-    /// [`Mlp::layers_forward`] compiled with AVX2 and FMA enabled, so the
-    /// small-batch dot products and the activations use 8-wide vectors.
+    /// `row += bias`, then the activation for hidden layers.
+    #[inline(always)]
+    fn bias_act(&self, row: &mut [f32], bias: &[f32], hidden: bool) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        if hidden {
+            match self.act {
+                Act::Tanh => row.iter_mut().for_each(|v| *v = fast_tanh(*v)),
+                Act::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            }
+        }
+    }
+
+    /// The layer loop of [`Mlp::forward`] with AVX2 and FMA, on the
+    /// [`gemm`] kernels with the bias and activation fused into them; `wt`
+    /// from [`Mlp::transpose_weights`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn layers_avx2(&self, params: &[f32], cache: &mut Cache) {
-        self.layers_forward(params, cache)
+    unsafe fn layers_avx2(&self, params: &[f32], wt: &[f32], acts: &mut [Array2<f32>]) {
+        let batch = acts[0].nrows();
+        for l in 0..self.n_layers() {
+            let (ow, ob, rows, cols) = self.layer_offsets(l);
+            let (prev, next) = acts.split_at_mut(l + 1);
+            let a_prev = prev[l].as_slice().expect("contiguous activations");
+            let z = next[0].as_slice_mut().expect("contiguous activations");
+            let hidden = l + 1 < self.n_layers();
+            let bias = &params[ob..ob + rows];
+            let epi = |_, row: &mut [f32]| self.bias_act(row, bias, hidden);
+            // Z = A_prev · Wᵀ, or by dot products with the rows of W for a
+            // few outputs.
+            if rows < 8 {
+                gemm::a_bt(a_prev, &params[ow..ob], (batch, cols, rows), z, epi);
+            } else {
+                gemm::a_b(a_prev, &wt[ow..ob], (batch, cols, rows), z, epi);
+            }
+        }
     }
 
     /// Backward pass: given `dout = ∂L/∂output` (shape `(B, out)`) for the
@@ -194,6 +268,12 @@ impl Mlp {
     ) {
         let n = self.sizes.len();
         cache.grads[n - 1].assign(&dout);
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { self.backward_avx2(params, cache, grad) };
+            return;
+        }
         for l in (0..self.n_layers()).rev() {
             let (w, _) = self.layer(params, l);
             let (gw, mut gb) = self.layer_mut(grad, l);
@@ -220,6 +300,44 @@ impl Mlp {
                     }
                 }),
             }
+        }
+    }
+
+    /// The layer loop of [`Mlp::backward`] on the [`gemm`] kernels, with
+    /// the activation's derivative fused into the `dA` product.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn backward_avx2(&self, params: &[f32], cache: &mut Cache, grad: &mut [f32]) {
+        let batch = cache.acts[0].nrows();
+        for l in (0..self.n_layers()).rev() {
+            let (ow, ob, rows, cols) = self.layer_offsets(l);
+            let (gw, gb) = grad[ow..ob + rows].split_at_mut(ob - ow);
+            let (lower, upper) = cache.grads.split_at_mut(l + 1);
+            let dz = upper[0].as_slice().expect("contiguous gradients");
+            let a_prev = cache.acts[l].as_slice().expect("contiguous activations");
+            // ∂L/∂W += dZᵀ · A_prev ; ∂L/∂b += Σ_rows dZ
+            gemm::add_at_b(dz, a_prev, (batch, rows, cols), gw);
+            gemm::add_col_sums(dz, (batch, rows), gb);
+            if l == 0 {
+                break;
+            }
+            // ∂L/∂A_prev = dZ · W, then through the activation of layer l−1.
+            let da = lower[l].as_slice_mut().expect("contiguous gradients");
+            let act = self.act;
+            gemm::a_b(dz, &params[ow..ob], (batch, rows, cols), da, |i, row| {
+                let a = &a_prev[i * cols..(i + 1) * cols];
+                match act {
+                    Act::Tanh => row.iter_mut().zip(a).for_each(|(g, &a)| *g *= 1.0 - a * a),
+                    Act::Relu => row.iter_mut().zip(a).for_each(|(g, &a)| {
+                        if a <= 0.0 {
+                            *g = 0.0
+                        }
+                    }),
+                }
+            });
         }
     }
 
@@ -254,8 +372,37 @@ impl Mlp {
     }
 }
 
+/// An MLP's parameters prepared for many forward passes with the same
+/// weights: each `W_l` transposed once (for the AVX2 product) instead of
+/// on every pass. Rollouts run thousands of forward passes of a few rows
+/// between two updates, where the transposes cost a third of the pass.
+pub struct Prepared<'a> {
+    mlp: &'a Mlp,
+    params: &'a [f32],
+    /// From [`Mlp::transpose_weights`]; `None` without AVX2.
+    wt: Option<Vec<f32>>,
+}
+
+impl Prepared<'_> {
+    /// [`Mlp::forward`] with the prepared parameters (the same results).
+    pub fn forward<'c>(&self, x: ArrayView2<f32>, cache: &'c mut Cache) -> ArrayView2<'c, f32> {
+        let mlp = self.mlp;
+        mlp.load_input(x, cache);
+        match &self.wt {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `wt` is only made when the CPU supports AVX2 and FMA.
+            Some(wt) => unsafe { mlp.layers_avx2(self.params, wt, &mut cache.acts) },
+            _ => mlp.layers_forward(self.params, cache),
+        }
+        cache.acts[mlp.n_layers()].view()
+    }
+}
+
 /// Batches up to this many rows use [`small_matmul_t`] instead of gemm.
 pub const SMALL_BATCH: usize = 16;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use simd::avx2_fma;
 
 /// Run-time CPU feature detection for the multiversioned loops.
 mod simd {
@@ -312,14 +459,6 @@ fn small_matmul_t(a: ArrayView2<f32>, w: ArrayView2<f32>, z: &mut Array2<f32>) {
     let ws = w.as_slice().expect("standard layout");
     for (a_row, mut z_row) in a.rows().into_iter().zip(z.rows_mut()) {
         let a_row = a_row.to_slice().expect("contiguous row");
-        #[cfg(target_arch = "x86_64")]
-        if simd::avx2_fma() {
-            for (zv, w_row) in z_row.iter_mut().zip(ws.chunks_exact(cols)) {
-                // SAFETY: AVX2 and FMA are available (checked at run time).
-                *zv = unsafe { simd::dot_avx2(a_row, w_row) };
-            }
-            continue;
-        }
         for (zv, w_row) in z_row.iter_mut().zip(ws.chunks_exact(cols)) {
             *zv = dot(a_row, w_row);
         }

@@ -136,6 +136,7 @@ pub struct Trainer {
     high: Vec<f32>,
     buf: Rollout,
     actor_cache: Cache,
+    values_cache: Cache,
     boot_cache: Cache,
     ws: Workspace,
     /// Wall-clock seconds spent collecting rollouts and optimizing, so far
@@ -221,6 +222,7 @@ impl Trainer {
             high,
             buf,
             actor_cache: Cache::default(),
+            values_cache: Cache::default(),
             boot_cache: Cache::default(),
             ws: Workspace::new(threads > 1),
             seconds: (0.0, 0.0),
@@ -265,13 +267,20 @@ impl Trainer {
         }
     }
 
-    /// `V` of a batch of normalized observations, with a dedicated cache so
-    /// the rollout's caches keep their batch size.
-    fn values_of(&mut self, obs_norm: &[f32], out: &mut [f32]) {
+    /// `V` of a batch of normalized observations: the whole rollout
+    /// (`whole`) or a few bootstrap rows, each with a cache of its own so
+    /// that every cache keeps its batch size (a cache reallocates, and
+    /// zeroes, its buffers when the batch size changes).
+    fn values_of(&mut self, whole: bool, obs_norm: &[f32], out: &mut [f32]) {
         let m = &self.state.model;
         let x = ArrayView2::from_shape((obs_norm.len() / m.obs_dim(), m.obs_dim()), obs_norm)
             .expect("rows");
-        let v = m.critic.forward(m.critic_params(), x, &mut self.boot_cache);
+        let cache = if whole {
+            &mut self.values_cache
+        } else {
+            &mut self.boot_cache
+        };
+        let v = m.critic.forward(m.critic_params(), x, cache);
         out.iter_mut().zip(v.column(0)).for_each(|(o, &v)| *o = v);
     }
 
@@ -292,6 +301,12 @@ impl Trainer {
         let log_std = self.state.model.log_std().to_vec();
         let std: Vec<f32> = log_std.iter().map(|l| l.exp()).collect();
         let mut stats = self.state.obs_rms.export();
+        // The actor's weights are fixed during the rollout.
+        let actor = self
+            .state
+            .model
+            .actor
+            .prepare(self.state.model.actor_params());
         for t in 0..t_len {
             let base = t * n;
             if norm_obs {
@@ -301,8 +316,7 @@ impl Trainer {
             let mut x = std::mem::take(&mut self.buf.obs);
             self.normalize_into(&stats, &self.obs_raw, &mut x[base * od..(base + n) * od]);
             let xv = ArrayView2::from_shape((n, od), &x[base * od..(base + n) * od]).expect("rows");
-            let m = &self.state.model;
-            let out = m.actor.forward(m.actor_params(), xv, &mut self.actor_cache);
+            let out = actor.forward(xv, &mut self.actor_cache);
             mu.iter_mut().zip(out.iter()).for_each(|(d, &s)| *d = s);
             // V(s_t) is computed after the rollout, in one batched pass.
             self.buf.obs = x;
@@ -345,12 +359,12 @@ impl Trainer {
         // V(s_t) for the whole rollout in one batched pass.
         let obs = std::mem::take(&mut self.buf.obs);
         let mut values = std::mem::take(&mut self.buf.values);
-        self.values_of(&obs, &mut values);
+        self.values_of(true, &obs, &mut values);
         self.buf.obs = obs;
         self.buf.values = values;
         if !final_idx.is_empty() {
             let mut v = vec![0.0f32; final_idx.len()];
-            self.values_of(&final_obs, &mut v);
+            self.values_of(false, &final_obs, &mut v);
             for (&i, &v) in final_idx.iter().zip(&v) {
                 self.buf.next_values[i] = v;
             }
@@ -360,7 +374,7 @@ impl Trainer {
         let mut x = vec![0.0f32; n * od];
         self.normalize_into(&stats, &self.obs_raw, &mut x);
         let mut last = vec![0.0f32; n];
-        self.values_of(&x, &mut last);
+        self.values_of(false, &x, &mut last);
         for t in 0..t_len {
             for (e, &v_last) in last.iter().enumerate() {
                 let i = t * n + e;
