@@ -170,6 +170,9 @@ pub fn run(root: &Path, opts: &Opts) -> Result<()> {
         "num_minibatches=16",
         "--set",
         "update_epochs=2",
+        // Every update runs both epochs (no KL early stop), as RLtools does.
+        "--set",
+        "target_kl=0",
     ];
     let mut speed = Vec::new();
     for threads in ["1", "2"] {
