@@ -391,6 +391,32 @@ impl Trainer {
         finished
     }
 
+    /// One guarded Adam step of the run (see [`guarded_step`]); the error
+    /// names the update.
+    fn optimizer_step(
+        &mut self,
+        st: &LossStats,
+        grad: &mut [f32],
+        lr: f32,
+        update: u64,
+    ) -> Result<f32> {
+        guarded_step(
+            st,
+            grad,
+            &mut self.state.model.params,
+            &mut self.state.adam,
+            self.state.cfg.max_grad_norm,
+            lr,
+        )
+        .map_err(|q| anyhow!("training diverged at update {update}: {q}"))
+    }
+
+    /// Mean σ of the policy.
+    fn mean_std(&self) -> f32 {
+        let ls = self.state.model.log_std();
+        ls.iter().map(|l| l.exp()).sum::<f32>() / ls.len() as f32
+    }
+
     /// Runs one update (rollout + optimization) and returns its metrics, or
     /// an error naming the quantity that became non-finite.
     pub fn step_update(&mut self) -> Result<UpdateMetrics> {
@@ -490,15 +516,7 @@ impl Trainer {
                     &mut self.ws,
                     Some(&mut grad),
                 );
-                let gn = guarded_step(
-                    &st,
-                    &mut grad,
-                    &mut self.state.model.params,
-                    &mut self.state.adam,
-                    cfg.max_grad_norm,
-                    lr,
-                )
-                .map_err(|q| anyhow!("training diverged at update {update}: {q}"))?;
+                let gn = self.optimizer_step(&st, &mut grad, lr, update)?;
                 sum.add(&st);
                 gnorm_sum += gn;
                 count += 1;
@@ -540,14 +558,7 @@ impl Trainer {
             explained_variance: ev as f32,
             grad_norm: gnorm_sum / c,
             epochs,
-            std: self
-                .state
-                .model
-                .log_std()
-                .iter()
-                .map(|l| l.exp())
-                .sum::<f32>()
-                / ad as f32,
+            std: self.mean_std(),
             sps: 0.0,
         })
     }

@@ -47,7 +47,7 @@ struct Row {
     eval: f64,
 }
 
-pub(crate) fn tinyppo(root: &Path) -> PathBuf {
+fn tinyppo(root: &Path) -> PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
@@ -129,8 +129,8 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Runs the benchmark from the workspace `root`.
-pub fn run(root: &Path, opts: &Opts) -> Result<()> {
+/// Builds the release `tinyppo` binary and returns its path.
+pub(crate) fn build_tinyppo(root: &Path) -> Result<PathBuf> {
     let status = Command::new(cargo_bin())
         .current_dir(root)
         .args(["build", "--release", "-p", "tinyppo-trainer"])
@@ -139,7 +139,12 @@ pub fn run(root: &Path, opts: &Opts) -> Result<()> {
     if !status.success() {
         bail!("cargo build --release -p tinyppo-trainer failed");
     }
-    let bin = tinyppo(root);
+    Ok(tinyppo(root))
+}
+
+/// Runs the benchmark from the workspace `root`.
+pub fn run(root: &Path, opts: &Opts) -> Result<()> {
+    let bin = build_tinyppo(root)?;
     let base = root.join("target").join("bench-train");
     let mut rows = Vec::new();
     for env in &opts.envs {

@@ -10,10 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
-use crate::bench_train::{eval, median, run_quiet, tinyppo, train};
-use crate::toolchain::cargo_bin;
+use crate::bench_train::{build_tinyppo, eval, median, run_quiet, train};
 
 /// Plants and their step budgets.
 const PLANTS: [(&str, u64); 2] = [("pendulum", 100_000), ("cartpole", 200_000)];
@@ -22,15 +21,7 @@ const ALGOS: [&str; 3] = ["reinforce", "a2c", "ppo"];
 
 /// Runs the benchmark; `seeds` per (plant, algorithm), the PNG to `out`.
 pub fn run(root: &Path, seeds: u64, out: &Path) -> Result<()> {
-    let status = Command::new(cargo_bin())
-        .current_dir(root)
-        .args(["build", "--release", "-p", "tinyppo-trainer"])
-        .status()
-        .context("building tinyppo")?;
-    if !status.success() {
-        bail!("cargo build --release -p tinyppo-trainer failed");
-    }
-    let bin = tinyppo(root);
+    let bin = build_tinyppo(root)?;
     let base = root.join("target").join("curves");
     let mut dirs: Vec<PathBuf> = Vec::new();
     println!("| plant | algo | steps | median int8 eval (100 ep) | worst seed | best seed | wall s (median) |");

@@ -20,14 +20,13 @@
 
 use std::time::Instant;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use ndarray::{Array2, ArrayView2};
 
 use super::{explained_variance, Trainer, UpdateMetrics};
 use crate::loss::LossStats;
 use crate::mlp::Cache;
 use crate::model::{gaussian_entropy, gaussian_log_prob};
-use crate::optim::guarded_step;
 use crate::pg::{
     collect_episodes, logp_grad, policy_gradient, value_targets, weights, Baseline, BatchValues,
     Estimator, ObsNorm, PgOptions,
@@ -177,21 +176,12 @@ impl Trainer {
             old_approx_kl: f32::NAN,
             clipfrac: f32::NAN,
         };
-        let gn = guarded_step(
-            &st,
-            &mut grad,
-            &mut self.state.model.params,
-            &mut self.state.adam,
-            cfg.max_grad_norm,
-            lr,
-        )
-        .map_err(|q| anyhow!("training diverged at update {update}: {q}"))?;
+        let gn = self.optimizer_step(&st, &mut grad, lr, update)?;
         self.state.update = update;
         self.seconds.1 += t1.elapsed().as_secs_f64();
 
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let rr: Vec<f64> = self.state.recent_returns.iter().copied().collect();
-        let ad_f = self.state.model.act_dim() as f32;
         Ok(UpdateMetrics {
             update,
             global_step: self.state.global_step,
@@ -208,14 +198,7 @@ impl Trainer {
             explained_variance: ev as f32,
             grad_norm: gn,
             epochs: 1,
-            std: self
-                .state
-                .model
-                .log_std()
-                .iter()
-                .map(|l| l.exp())
-                .sum::<f32>()
-                / ad_f,
+            std: self.mean_std(),
             sps: 0.0,
         })
     }
