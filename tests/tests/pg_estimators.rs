@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use ndarray::ArrayView2;
 use tinyppo_runtime::rng::DefaultRng;
 use tinyppo_trainer::env::{make_env, Env};
-use tinyppo_trainer::gae::{gae, GaeInput};
+use tinyppo_trainer::gae::gae;
 use tinyppo_trainer::mlp::{Act, Cache};
 use tinyppo_trainer::model::{gaussian_log_prob, ActorCritic};
 use tinyppo_trainer::normalize::RunningMeanStd;
@@ -43,7 +43,9 @@ use tinyppo_trainer::pg::{
     EpisodeBatch, Estimator, ObsNorm, PgOptions, ReturnKind, ValueTarget,
 };
 
-use crate::trainer_util::{check_grad, integrate, mean_se, normal, random_params, rng, uniform};
+use crate::trainer_util::{
+    check_grad, integrate, mean_se, normal, random_params, rng, uniform, Rollout,
+};
 
 /// `|got − want| ≤ rtol·(1 + |want|)` elementwise.
 fn assert_close(what: &str, got: &[f32], want: &[f64], rtol: f64) {
@@ -82,26 +84,7 @@ fn f64s(v: &[f32]) -> Vec<f64> {
 const T: usize = 24;
 const ENVS: usize = 5;
 
-struct Rollout {
-    rewards: Vec<f32>,
-    values: Vec<f32>,
-    next_values: Vec<f32>,
-    terminated: Vec<bool>,
-    truncated: Vec<bool>,
-}
-
 impl Rollout {
-    fn input(&self) -> GaeInput<'_> {
-        GaeInput {
-            rewards: &self.rewards,
-            values: &self.values,
-            next_values: &self.next_values,
-            terminated: &self.terminated,
-            truncated: &self.truncated,
-            num_envs: ENVS,
-        }
-    }
-
     fn done(&self, i: usize) -> bool {
         self.terminated[i] || self.truncated[i]
     }
@@ -166,6 +149,7 @@ fn rollout(seed: u64) -> Rollout {
         next_values,
         terminated,
         truncated,
+        num_envs: ENVS,
     };
     // Coverage: ends of both kinds before the last step, and windows of 5
     // steps inside an episode (the n-step bootstrap from V(s_{t+5})).

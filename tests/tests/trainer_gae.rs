@@ -7,33 +7,12 @@
 //! no bootstrap; a truncated one bootstraps from `next_values[j]`; the last
 //! step of the rollout bootstraps from `next_values[T−1]`.
 
-use tinyppo_trainer::gae::{gae, GaeInput};
+use tinyppo_trainer::gae::gae;
 
-use crate::trainer_util::{normal, rng, uniform};
+use crate::trainer_util::{normal, rng, uniform, Rollout};
 
 const T: usize = 13;
 const N: usize = 4;
-
-struct Rollout {
-    rewards: Vec<f32>,
-    values: Vec<f32>,
-    next_values: Vec<f32>,
-    terminated: Vec<bool>,
-    truncated: Vec<bool>,
-}
-
-impl Rollout {
-    fn input(&self) -> GaeInput<'_> {
-        GaeInput {
-            rewards: &self.rewards,
-            values: &self.values,
-            next_values: &self.next_values,
-            terminated: &self.terminated,
-            truncated: &self.truncated,
-            num_envs: N,
-        }
-    }
-}
 
 /// A 13 × 4 time-major rollout. Env 0 terminates at t = 3 and 9, env 1 is
 /// truncated at t = 5 and terminates at t = 11, env 2 is truncated at
@@ -74,6 +53,7 @@ fn rollout(seed: u64) -> Rollout {
         next_values,
         terminated,
         truncated,
+        num_envs: N,
     }
 }
 

@@ -201,3 +201,34 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A time-major `T × num_envs` rollout for the advantage tests (the layout
+/// of `gae::GaeInput`).
+pub struct Rollout {
+    /// Rewards.
+    pub rewards: Vec<f32>,
+    /// `V(s_t)`.
+    pub values: Vec<f32>,
+    /// `V(s'_t)`.
+    pub next_values: Vec<f32>,
+    /// Terminal steps.
+    pub terminated: Vec<bool>,
+    /// Time-limit cuts.
+    pub truncated: Vec<bool>,
+    /// Environments.
+    pub num_envs: usize,
+}
+
+impl Rollout {
+    /// The borrowed view `gae` and `nstep_advantages` take.
+    pub fn input(&self) -> tinyppo_trainer::gae::GaeInput<'_> {
+        tinyppo_trainer::gae::GaeInput {
+            rewards: &self.rewards,
+            values: &self.values,
+            next_values: &self.next_values,
+            terminated: &self.terminated,
+            truncated: &self.truncated,
+            num_envs: self.num_envs,
+        }
+    }
+}
