@@ -121,23 +121,39 @@ fn main() -> ! {
 mod paced {
     use cortex_m::peripheral::SYST;
     use tinyppo_firmware::timing;
-    use tinyppo_runtime::control::ControlLoop;
-    use tinyppo_runtime::log::{encode_end, encode_header, Header, LOG_VERSION};
     use tinyppo_runtime::plants::Plant;
-    use tinyppo_runtime::rng;
-    use tinyppo_runtime::sim::{PlantIo, SimStats};
+    use tinyppo_runtime::sim::{run_paced, Pace, SimStats};
 
     use super::*;
 
+    /// One tick per SysTick period; counts late ticks (a tick whose work,
+    /// log included, did not finish within its period: the next one then
+    /// starts at once instead of waiting).
+    struct SysTickPace<'a> {
+        syst: &'a mut SYST,
+        late: u32,
+    }
+
+    impl Pace for SysTickPace<'_> {
+        fn episode_start(&mut self) {
+            // Start the first period now.
+            self.syst.clear_current();
+            let _ = self.syst.has_wrapped();
+        }
+        fn wait(&mut self) {
+            if self.syst.has_wrapped() {
+                self.late += 1;
+            } else {
+                while !self.syst.has_wrapped() {}
+            }
+        }
+    }
+
     /// Runs the episodes with one tick per plant period `DT` and returns the
-    /// statistics and the number of late ticks (a tick whose work, log
-    /// included, did not finish within its period; the next one then starts
-    /// at once instead of waiting).
-    ///
-    /// The stream has the frames of `sim::run_simulated` (header, then per
-    /// episode its transitions and end, the header again before every
-    /// later episode, the totals at the end). Here the plant is simulated;
-    /// on a board `io` is a `control::Io` of the runtime's `hal` adapters.
+    /// statistics and the number of late ticks. The stream is exactly
+    /// `sim::run_simulated`'s (the same driver, `sim::run_paced`). Here the
+    /// plant is simulated; on a board `io` is a `control::Io` of the
+    /// runtime's `hal` adapters.
     pub fn run<P: Plant<OBS, ACT>>(
         policy: &Policy<'_, OBS, ACT, HID>,
         plant: &mut P,
@@ -147,56 +163,15 @@ mod paced {
     ) -> (SimStats, u32) {
         let period = (P::DT * timing::CORE_HZ as f32) as u32;
         timing::start(syst, period.saturating_sub(1).max(1));
-        let mut buf = [0u8; MAX_FRAME_LEN];
-        let (mut frames, mut bytes) = (0u32, 0u32);
-        let mut emit = |frame: Option<&[u8]>| {
-            if let Some(f) = frame {
-                sink(f);
-                frames += 1;
-                bytes += f.len() as u32;
-            }
-        };
-        let header = Header {
-            log_version: LOG_VERSION,
-            policy_id: policy.id(),
-            plant: config::PLANT_ID,
-            obs_dim: OBS as u16,
-            act_dim: ACT as u16,
-            seed: cfg.seed,
-            deterministic: cfg.deterministic,
-        };
-        let mut rng = rng::seeded(cfg.seed);
-        let mut log = Logger::<OBS, ACT, LOG_CAP>::new();
-        let mut ctl = ControlLoop::new(policy, cfg.deterministic);
-        let mut io = PlantIo::new(plant);
-        let mut late = 0u32;
-        for _ in 0..cfg.episodes {
-            // The header opens the stream and is repeated before every
-            // later episode, as `run_simulated` does.
-            let n = encode_header(&header, &mut buf).ok();
-            emit(n.and_then(|n| buf.get(..n)));
-            io.reset(&mut rng);
-            // Start the first period now.
-            syst.clear_current();
-            let _ = syst.has_wrapped();
-            loop {
-                let tick = ctl.tick(&mut io, &mut rng, &mut log);
-                while let Ok(Some(n)) = log.encode_next(&mut buf) {
-                    emit(buf.get(..n));
-                }
-                if syst.has_wrapped() {
-                    late += 1;
-                } else {
-                    while !syst.has_wrapped() {}
-                }
-                if tick.done {
-                    break;
-                }
-            }
-        }
-        let n = encode_end(&ctl.totals(&log), &mut buf).ok();
-        emit(n.and_then(|n| buf.get(..n)));
-        let stats = SimStats::new(ctl.stats(), log.dropped(), frames, bytes);
-        (stats, late)
+        let mut pace = SysTickPace { syst, late: 0 };
+        let stats = run_paced::<P, OBS, ACT, HID, LOG_CAP>(
+            policy,
+            plant,
+            config::PLANT_ID,
+            cfg,
+            &mut pace,
+            sink,
+        );
+        (stats, pace.late)
     }
 }

@@ -271,6 +271,49 @@ pub fn run_simulated_draining<
 where
     P: Plant<OBS, ACT>,
 {
+    let mut pace = DrainEvery(drain_every.max(1));
+    run_paced::<P, OBS, ACT, HID, CAP>(policy, plant, plant_id, cfg, &mut pace, sink)
+}
+
+/// When the log queue is drained and how ticks are spaced in time: the one
+/// difference between the host simulation (as fast as possible) and a
+/// firmware loop paced by a timer. Every hook has a do-nothing default.
+pub trait Pace {
+    /// Before the first tick of each episode (after the plant's reset).
+    fn episode_start(&mut self) {}
+    /// After tick `n` (1-based, counted over the run): drain the queue now?
+    fn drain_after(&mut self, n: u32) -> bool {
+        let _ = n;
+        true
+    }
+    /// After the tick and its frames: wait for the next period.
+    fn wait(&mut self) {}
+}
+
+/// Drains the queue every `.0` ticks, never waits.
+struct DrainEvery(u32);
+
+impl Pace for DrainEvery {
+    fn drain_after(&mut self, n: u32) -> bool {
+        n % self.0 == 0
+    }
+}
+
+/// The frame sequence of [`run_simulated`] with the timing of `pace`: the
+/// shared driver of the host simulation and of a firmware control loop
+/// paced by a timer (which implements [`Pace`]). Same stream, same
+/// statistics; never panics.
+pub fn run_paced<P, const OBS: usize, const ACT: usize, const HID: usize, const CAP: usize>(
+    policy: &Policy<'_, OBS, ACT, HID>,
+    plant: &mut P,
+    plant_id: u8,
+    cfg: &SimConfig,
+    pace: &mut impl Pace,
+    sink: &mut impl FnMut(&[u8]),
+) -> SimStats
+where
+    P: Plant<OBS, ACT>,
+{
     let mut buf = [0u8; MAX_FRAME_LEN];
     let mut out = Out {
         sink,
@@ -294,21 +337,23 @@ where
     let mut log = Logger::<OBS, ACT, CAP>::new();
     let mut ctl = ControlLoop::new(policy, cfg.deterministic);
     let mut io = PlantIo::new(plant);
-    let every = drain_every.max(1);
     let mut ticks = 0u32;
     for episode in 0..cfg.episodes {
         if episode > 0 {
+            // The header again, after what is left of the previous episode.
             out.drain(&mut log, &mut buf);
             let n = encode_header(&header, &mut buf).ok();
             out.emit(n.and_then(|n| buf.get(..n)));
         }
         io.reset(&mut rng);
+        pace.episode_start();
         loop {
             let tick = ctl.tick(&mut io, &mut rng, &mut log);
             ticks = ticks.wrapping_add(1);
-            if ticks % every == 0 {
+            if pace.drain_after(ticks) {
                 out.drain(&mut log, &mut buf);
             }
+            pace.wait();
             if tick.done {
                 break;
             }
