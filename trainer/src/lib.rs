@@ -21,4 +21,5 @@ pub mod optim;
 pub mod pg;
 pub mod ppo;
 pub mod report;
+pub mod stats;
 pub mod study;

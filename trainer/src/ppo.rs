@@ -28,6 +28,7 @@ use crate::model::{gaussian_log_prob, ActorCritic};
 use crate::normalize::{normalize_obs, RewardScaler, RunningMeanStd};
 use crate::optim::{guarded_step, Adam};
 use crate::pg::nstep_advantages;
+use crate::stats::explained_variance;
 
 mod reinforce;
 
@@ -561,27 +562,5 @@ impl Trainer {
             std: self.mean_std(),
             sps: 0.0,
         })
-    }
-}
-
-/// `1 − Var(y − v)/Var(y)` (NaN when the targets are constant).
-pub(crate) fn explained_variance(targets: &[f32], values: &[f32]) -> f64 {
-    let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| v.sum::<f64>() / n as f64;
-    let n = targets.len().max(1);
-    let ym = mean(&mut targets.iter().map(|&x| x as f64), n);
-    let dm = mean(
-        &mut targets.iter().zip(values).map(|(y, v)| (y - v) as f64),
-        n,
-    );
-    let var_y: f64 = targets.iter().map(|&y| (y as f64 - ym).powi(2)).sum();
-    let var_d: f64 = targets
-        .iter()
-        .zip(values)
-        .map(|(y, v)| ((y - v) as f64 - dm).powi(2))
-        .sum();
-    if var_y == 0.0 {
-        f64::NAN
-    } else {
-        1.0 - var_d / var_y
     }
 }

@@ -103,6 +103,7 @@ use crate::pg::{
 };
 use crate::ppo::TrainState;
 use crate::report;
+use crate::stats::{explained_variance, mean_std};
 
 /// The reference row: its mean gradient is `g_ref`.
 pub const REFERENCE: Estimator = Estimator::Reinforce(ReturnKind::RewardToGo, Baseline::Value);
@@ -827,26 +828,6 @@ fn fit_value(
         explained_variance_held_out: ev(held),
         explained_variance_time_only_held_out: explained_variance(&y_held, &b_held),
     })
-}
-
-/// Mean and population std (f64).
-fn mean_std(v: &[f32]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let var = v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n;
-    (m, var.sqrt())
-}
-
-/// `1 − Var(y − v)/Var(y)` (NaN when `Var(y) = 0`).
-pub fn explained_variance(y: &[f32], v: &[f32]) -> f64 {
-    let (_, sy) = mean_std(y);
-    let d: Vec<f32> = y.iter().zip(v).map(|(a, b)| a - b).collect();
-    let (_, sd) = mean_std(&d);
-    if sy == 0.0 {
-        f64::NAN
-    } else {
-        1.0 - (sd * sd) / (sy * sy)
-    }
 }
 
 /// `v` with three significant digits: `0.0506`, `1.00`, `1.74e-4`.

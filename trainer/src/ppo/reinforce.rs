@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::Result;
 use ndarray::{Array2, ArrayView2};
 
-use super::{explained_variance, Trainer, UpdateMetrics};
+use super::{Trainer, UpdateMetrics};
 use crate::loss::LossStats;
 use crate::mlp::Cache;
 use crate::model::{gaussian_entropy, gaussian_log_prob};
@@ -31,13 +31,7 @@ use crate::pg::{
     collect_episodes, logp_grad, policy_gradient, value_targets, weights, Baseline, BatchValues,
     Estimator, ObsNorm, PgOptions,
 };
-
-/// Population standard deviation.
-fn std_of(v: &[f32]) -> f32 {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    (v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32
-}
+use crate::stats::{explained_variance, mean_std};
 
 impl Trainer {
     /// One REINFORCE update (see the module docs).
@@ -113,7 +107,7 @@ impl Trainer {
             (g, psi)
         };
         let scale = if cfg.norm_adv {
-            1.0 / (std_of(&psi) + 1e-8)
+            1.0 / (mean_std(&psi).1 as f32 + 1e-8)
         } else {
             1.0
         };
