@@ -273,6 +273,29 @@ fn cli_inspect() {
     assert_eq!(json["act_dim"], 1);
 }
 
+/// `tinyppo inspect x.bin | head -c 0`: the reader is gone before the
+/// first write; the process ends quietly with success (std's `println!`
+/// would panic with "failed printing to stdout: Broken pipe").
+#[test]
+fn cli_closed_stdout_ends_quietly() {
+    let policy = trained().join("policy.bin");
+    // The subshell starts tinyppo after `head -c 0` has exited, so its
+    // stdout is a pipe without reader (if head were slower, the write
+    // would simply succeed and the assertions still hold).
+    let script = format!(
+        "(sleep 0.3; '{}' inspect '{}'; echo \"status=$?\" >&2) | head -c 0",
+        tinyppo().display(),
+        policy.display()
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("running sh (POSIX shell, part of every Linux base system)");
+    let err = stderr(&o);
+    assert!(err.contains("status=0"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn cli_corrupt_policy_reports_checksum() {
     let tmp = TempDir::new("cli-corrupt");

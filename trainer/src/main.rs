@@ -19,6 +19,31 @@ use tinyppo_trainer::ppo::{Trainer, UpdateMetrics};
 use tinyppo_trainer::report;
 use tinyppo_trainer::study::{self, StudyConfig, StudyPolicy, ValueFitConfig};
 
+/// Writes to stdout; when stdout is closed (`tinyppo inspect x.bin | head`)
+/// the process ends quietly with success instead of panicking as `print!`
+/// does, and another write error ends it with a message.
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`write_stdout`].
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 #[derive(Parser)]
 #[command(
     name = "tinyppo",
@@ -377,7 +402,7 @@ fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<()> {
         "return (mean of last 100 episodes)",
         &panels,
     )?;
-    println!("wrote {} ({} runs)", out.display(), runs.len());
+    outln!("wrote {} ({} runs)", out.display(), runs.len());
     Ok(())
 }
 
@@ -507,12 +532,12 @@ fn train(a: TrainArgs) -> Result<()> {
             false,
         )?;
         let (m, s) = mean_std(&rets);
-        println!(
+        outln!(
             "trained {} steps in {wall:.1} s; int8 policy: mean return {m:.1} ± {s:.1} over {} episodes",
             trainer.state.global_step,
             rets.len()
         );
-        println!(
+        outln!(
             "time: {:.2} s rollouts, {:.2} s updates; wrote {} (policy version {version}, id {:08x})",
             trainer.seconds.0,
             trainer.seconds.1,
@@ -547,9 +572,9 @@ fn eval(
             "min_return": rets.iter().cloned().fold(f64::INFINITY, f64::min),
             "max_return": rets.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
         });
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!(
+        outln!(
             "{env}: mean return {m:.2} ± {s:.2} over {} episodes ({})",
             rets.len(),
             if stochastic {
@@ -566,7 +591,7 @@ fn export(dir: &Path, quant: Quant, out: &Path) -> Result<()> {
     let state = checkpoint::load(dir)?;
     let blob = export_blob(&state, quant)?;
     write_atomic(out, &blob)?;
-    println!("wrote {} ({} bytes)", out.display(), blob.len());
+    outln!("wrote {} ({} bytes)", out.display(), blob.len());
     Ok(())
 }
 
@@ -593,27 +618,27 @@ fn inspect(path: &Path, json: bool) -> Result<()> {
             "action_high": f(b.action_high),
             "log_std": f(b.log_std),
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
-    println!("file            {}", path.display());
-    println!("format version  {}", b.version);
-    println!("policy id       {:08x}", b.policy_id);
-    println!(
+    outln!("file            {}", path.display());
+    outln!("format version  {}", b.version);
+    outln!("policy id       {:08x}", b.policy_id);
+    outln!(
         "dims            {} -> {:?} -> {}",
         b.obs_dim,
         b.hidden(),
         b.act_dim
     );
-    println!("activation      {}", b.activation.name());
-    println!("encoding        {}", b.encoding.name());
-    println!("size            {} bytes", b.len);
-    println!("obs mean        {:?}", f(b.obs_mean));
-    println!("obs inv std     {:?}", f(b.obs_inv_std));
-    println!("obs clip        ±{}", b.obs_clip);
-    println!("action low      {:?}", f(b.action_low));
-    println!("action high     {:?}", f(b.action_high));
-    println!("log std         {:?}", f(b.log_std));
+    outln!("activation      {}", b.activation.name());
+    outln!("encoding        {}", b.encoding.name());
+    outln!("size            {} bytes", b.len);
+    outln!("obs mean        {:?}", f(b.obs_mean));
+    outln!("obs inv std     {:?}", f(b.obs_inv_std));
+    outln!("obs clip        ±{}", b.obs_clip);
+    outln!("action low      {:?}", f(b.action_low));
+    outln!("action high     {:?}", f(b.action_high));
+    outln!("log std         {:?}", f(b.log_std));
     Ok(())
 }
 
@@ -634,7 +659,7 @@ fn simulate(
     let (bytes, st) = logs::simulate_blob(&blob, env, &cfg)
         .with_context(|| format!("simulating {}", policy.display()))?;
     write_atomic(out, &bytes)?;
-    println!(
+    outln!(
         "wrote {} ({} bytes, {} frames): {} episodes, {} transitions, mean return {:.2}, {} dropped",
         out.display(),
         st.bytes,
@@ -651,17 +676,22 @@ fn logs_decode(files: &[PathBuf], json: bool) -> Result<()> {
     let log = logs::decode_files(files)?;
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     if json {
-        println!("{}", logs::report_json(&log, &names));
+        outln!("{}", logs::report_json(&log, &names));
         return Ok(());
     }
     let b = &log.bad;
-    println!("files           {}", names.join(", "));
-    println!(
+    outln!("files           {}", names.join(", "));
+    outln!(
         "frames          {} ok, {} bad (cobs {}, crc {}, schema {}, truncated {})",
-        log.frames_ok, log.frames_bad, b.cobs, b.crc, b.schema, b.truncated
+        log.frames_ok,
+        log.frames_bad,
+        b.cobs,
+        b.crc,
+        b.schema,
+        b.truncated
     );
     for h in &log.streams {
-        println!(
+        outln!(
             "stream          policy {:08x}, plant {}, obs {}, act {}, seed {}, {}",
             h.policy_id,
             tinyppo_runtime::sim::plant_name(h.plant).unwrap_or("(hardware/other)"),
@@ -675,28 +705,28 @@ fn logs_decode(files: &[PathBuf], json: bool) -> Result<()> {
             }
         );
     }
-    println!("transitions     {}", log.transitions.len());
+    outln!("transitions     {}", log.transitions.len());
     let returns = log.episode_returns();
     match log.mean_return() {
-        Some(m) => println!(
+        Some(m) => outln!(
             "episodes        {} complete of {} seen, mean return {m:.2}",
             returns.len(),
             log.episodes_seen()
         ),
-        None => println!("episodes        0 complete of {} seen", log.episodes_seen()),
+        None => outln!("episodes        0 complete of {} seen", log.episodes_seen()),
     }
-    println!("dropped         {}", log.dropped());
+    outln!("dropped         {}", log.dropped());
     let ids: Vec<String> = log
         .policy_ids()
         .iter()
         .map(|id| format!("{id:08x}"))
         .collect();
-    println!("policy ids      {}", ids.join(", "));
+    outln!("policy ids      {}", ids.join(", "));
     Ok(())
 }
 
 fn print_import(r: &ImportReport, max_lag: u32) {
-    println!(
+    outln!(
         "imported {} records: {} steps in {} fragments; lag histogram (versions behind: steps) {}",
         r.records,
         r.used,
@@ -707,7 +737,7 @@ fn print_import(r: &ImportReport, max_lag: u32) {
             r.lag_hist_string()
         }
     );
-    println!(
+    outln!(
         "dropped: {} older than --max-lag {max_lag}, {} of unknown policies{}, {} deterministic, \
          {} of another plant, {} non-finite, {} duplicate, {} without successor",
         r.dropped_lag,
@@ -720,9 +750,9 @@ fn print_import(r: &ImportReport, max_lag: u32) {
         r.no_successor
     );
     for (id, n) in &r.unknown {
-        println!("unknown policy id {id}: {n} records (not in this run's policies.json)");
+        outln!("unknown policy id {id}: {n} records (not in this run's policies.json)");
     }
-    println!(
+    outln!(
         "behaviour log-prob recomputed for {} records: {} mismatches (> tolerance), max |diff| {:.3e}{}",
         r.compared,
         r.mismatches,
@@ -734,7 +764,7 @@ fn print_import(r: &ImportReport, max_lag: u32) {
         }
     );
     if r.mismatches > 0 {
-        println!(
+        outln!(
             "warning: the device and the host disagree about the behaviour policy of {} records",
             r.mismatches
         );
@@ -769,7 +799,7 @@ fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
         }
         match p {
             Progress::Imported(r) => print_import(r, fc.max_lag),
-            Progress::Iteration(m, k) => println!("{}", m.progress_line(k)),
+            Progress::Iteration(m, k) => outln!("{}", m.progress_line(k)),
         }
     };
     let o = finetune(&a.checkpoint, a.out.as_deref(), &a.logs, &fc, &mut progress)?;
@@ -796,12 +826,12 @@ fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
         }
         if let Some(b) = blob_of(o.version)? {
             let (m, s) = mean_std(&eval_blob(&b, &state.cfg.env, n, seed, false)?);
-            println!(
+            outln!(
                 "int8 policy mean return over {n} episodes: {line}version {}: {m:.1} ± {s:.1}",
                 o.version
             );
         }
-        println!(
+        outln!(
             "wrote {}: policy version {} (id {:08x}, from version {}), checkpoint, metrics.csv",
             o.out_dir.display(),
             o.version,
@@ -862,14 +892,14 @@ fn gradient_variance_cmd(a: GradientVarianceArgs) -> Result<()> {
     let r = r?;
     r.write(&out)?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&r).context("serializing the study")?
         );
     } else {
-        print!("{}", r.markdown());
+        out!("{}", r.markdown());
         if !a.quiet {
-            println!(
+            outln!(
                 "\nwrote {} and {}",
                 out.join("gradient-variance.csv").display(),
                 out.join("gradient-variance.png").display()
