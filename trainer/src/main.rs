@@ -57,7 +57,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Train a policy with PPO and export it.
+    /// Train a policy (PPO; or A2C, REINFORCE with --algo) and export it.
     Train(TrainArgs),
     /// Evaluate an exported policy blob through the device runtime.
     Eval {
