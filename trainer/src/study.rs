@@ -51,7 +51,7 @@
 //! # The value function
 //!
 //! The checkpoint's critic is not used: PPO trains it on rewards divided by
-//! a running return std (`norm_reward`) and with the run's γ (0.9 for the
+//! a running return std (`norm_reward`) and with the run's γ (0.95 for the
 //! pendulum preset), so it is neither in reward units nor the value of this
 //! study's γ, and a fresh policy has no trained critic at all. Instead a
 //! fresh critic (the model's critic architecture, orthogonal init, output
