@@ -296,6 +296,27 @@ fn cli_closed_stdout_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `eval` and `inspect` of the damaged blob `bad` both fail, naming the
+/// file and `what` went wrong.
+fn eval_and_inspect_fail_naming(bad: &Path, what: &str) {
+    for args in [
+        vec![
+            "eval",
+            "--policy",
+            s(bad),
+            "--env",
+            "pendulum",
+            "--episodes",
+            "1",
+        ],
+        vec!["inspect", s(bad)],
+    ] {
+        let err = fails(&args);
+        assert!(err.contains("mangled-policy.bin"), "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn cli_corrupt_policy_reports_checksum() {
     let tmp = TempDir::new("cli-corrupt");
@@ -303,22 +324,7 @@ fn cli_corrupt_policy_reports_checksum() {
         let k = b.len() / 2;
         b[k] ^= 0x01;
     });
-    for args in [
-        vec![
-            "eval",
-            "--policy",
-            s(&bad),
-            "--env",
-            "pendulum",
-            "--episodes",
-            "1",
-        ],
-        vec!["inspect", s(&bad)],
-    ] {
-        let err = fails(&args);
-        assert!(err.contains("mangled-policy.bin"), "{args:?}: {err}");
-        assert!(err.contains("checksum"), "{args:?}: {err}");
-    }
+    eval_and_inspect_fail_naming(&bad, "checksum");
 }
 
 #[test]
@@ -327,22 +333,7 @@ fn cli_truncated_policy_reports_truncated() {
     let bad = mangled(&tmp, &trained().join("policy-f32.bin"), |b| {
         b.truncate(b.len() - 7)
     });
-    for args in [
-        vec![
-            "eval",
-            "--policy",
-            s(&bad),
-            "--env",
-            "pendulum",
-            "--episodes",
-            "1",
-        ],
-        vec!["inspect", s(&bad)],
-    ] {
-        let err = fails(&args);
-        assert!(err.contains("mangled-policy.bin"), "{args:?}: {err}");
-        assert!(err.contains("truncated"), "{args:?}: {err}");
-    }
+    eval_and_inspect_fail_naming(&bad, "truncated");
 }
 
 #[test]
