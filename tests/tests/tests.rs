@@ -2,6 +2,8 @@
 
 mod util;
 
+mod golden_compat;
+
 mod runtime_format;
 mod runtime_gaussian;
 mod runtime_limits;
