@@ -284,6 +284,9 @@ mod bench_blobs {
                     action_high: &high,
                     log_std: &log_std,
                     layers: &specs,
+                    plant: tinyppo_runtime::plants::code::UNSPECIFIED,
+                    safe_action: &vec![0.0f32; act],
+                    extensions: &[],
                 };
                 let mut buf = vec![0u8; format::max_encoded_len(&spec)];
                 let n = format::encode(&spec, &mut buf).expect("bench blob encodes");

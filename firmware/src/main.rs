@@ -21,7 +21,7 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::heprintln;
 use tinyppo_firmware::{config, exit, stack, uart::Uart0, POLICY_BLOB};
 use tinyppo_runtime::log::{Logger, MAX_FRAME_LEN};
-use tinyppo_runtime::sim::SimConfig;
+use tinyppo_runtime::sim::RunConfig;
 use tinyppo_runtime::Policy;
 
 /// Dimensions of the embedded policy, read from the blob by `build.rs`
@@ -60,7 +60,7 @@ fn main() -> ! {
             exit::failure(format_args!("policy blob refused: {e}"))
         }
     };
-    let cfg = SimConfig {
+    let cfg = RunConfig {
         episodes: config::EPISODES,
         seed: config::SEED,
         deterministic: config::DETERMINISTIC,
@@ -73,7 +73,6 @@ fn main() -> ! {
         tinyppo_runtime::sim::run_simulated::<_, OBS, ACT, HID, LOG_CAP>(
             &policy,
             &mut plant,
-            config::PLANT_ID,
             &cfg,
             &mut sink,
         ),
@@ -122,7 +121,7 @@ mod paced {
     use cortex_m::peripheral::SYST;
     use tinyppo_firmware::timing;
     use tinyppo_runtime::plants::Plant;
-    use tinyppo_runtime::sim::{run_paced, Pace, SimStats};
+    use tinyppo_runtime::sim::{run_simulated_paced, Pace, RunStats};
 
     use super::*;
 
@@ -157,17 +156,16 @@ mod paced {
     pub fn run<P: Plant<OBS, ACT>>(
         policy: &Policy<'_, OBS, ACT, HID>,
         plant: &mut P,
-        cfg: &SimConfig,
+        cfg: &RunConfig,
         syst: &mut SYST,
         sink: &mut impl FnMut(&[u8]),
-    ) -> (SimStats, u32) {
+    ) -> (RunStats, u32) {
         let period = (P::DT * timing::CORE_HZ as f32) as u32;
         timing::start(syst, period.saturating_sub(1).max(1));
         let mut pace = SysTickPace { syst, late: 0 };
-        let stats = run_paced::<P, OBS, ACT, HID, LOG_CAP>(
+        let stats = run_simulated_paced::<P, OBS, ACT, HID, LOG_CAP>(
             policy,
             plant,
-            config::PLANT_ID,
             cfg,
             &mut pace,
             sink,

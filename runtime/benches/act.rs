@@ -70,6 +70,9 @@ fn blob(obs: usize, hidden: &[usize], act: usize, int8: bool, seed: u64) -> Vec<
         action_high: &vec![2.0; act],
         log_std: &vec![-0.5; act],
         layers: &layers,
+        plant: tinyppo_runtime::plants::code::UNSPECIFIED,
+        safe_action: &vec![0.0; act],
+        extensions: &[],
     };
     let mut buf = vec![0u8; max_encoded_len(&spec)];
     let n = encode(&spec, &mut buf).expect("valid bench policy");

@@ -35,6 +35,8 @@ pub enum Field {
     Scales(u8),
     /// The bias vector of layer `n`.
     Bias(u8),
+    /// `safe_action` (payload field 14, format v2).
+    SafeAction,
 }
 
 impl fmt::Display for Field {
@@ -52,6 +54,7 @@ impl fmt::Display for Field {
             Field::Weights(n) => write!(f, "layers[{n}].weights"),
             Field::Scales(n) => write!(f, "layers[{n}].scales"),
             Field::Bias(n) => write!(f, "layers[{n}].bias"),
+            Field::SafeAction => f.write_str("safe_action"),
         }
     }
 }
@@ -73,7 +76,7 @@ pub enum FormatError {
     },
     /// The first four bytes are not `b"TPPO"`.
     BadMagic,
-    /// The format version is not one this runtime reads (it reads 1).
+    /// The format version is not one this runtime reads (it reads 1 and 2).
     UnsupportedVersion {
         /// The version found in the header.
         found: u16,
@@ -99,7 +102,7 @@ pub enum FormatError {
         /// Id computed from the payload.
         computed: u32,
     },
-    /// The payload is not a valid postcard encoding of the v1 schema
+    /// The payload is not a valid postcard encoding of its version's schema
     /// (bad varint, short field, or bytes left over).
     Malformed,
     /// A dimension does not match what the caller compiled for.
@@ -171,6 +174,24 @@ pub enum FormatError {
         /// Action dimension.
         dim: usize,
     },
+    /// More extension records than a reader keeps
+    /// ([`crate::format::MAX_EXTENSIONS`]).
+    TooManyExtensions {
+        /// Records found.
+        found: usize,
+    },
+    /// Extension tags are not strictly increasing: `tag` follows a tag that
+    /// is not smaller.
+    ExtensionOrder {
+        /// The out-of-order tag.
+        tag: u8,
+    },
+    /// A required extension (tag `0x00–0x7F`) that this runtime does not
+    /// know: the blob needs a newer runtime.
+    UnknownExtension {
+        /// Its tag.
+        tag: u8,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -182,7 +203,7 @@ impl fmt::Display for FormatError {
             }
             BadMagic => f.write_str("bad magic: expected the bytes \"TPPO\" at offset 0"),
             UnsupportedVersion { found } => {
-                write!(f, "unsupported format version {found} (this runtime reads version 1)")
+                write!(f, "unsupported format version {found} (this runtime reads versions 1 and 2)")
             }
             TrailingBytes { expected, found } => write!(
                 f,
@@ -197,7 +218,7 @@ impl fmt::Display for FormatError {
                 f,
                 "policy id {stored:#010x} in the header is not the payload's CRC-32C {computed:#010x}"
             ),
-            Malformed => f.write_str("payload is not a valid v1 postcard encoding"),
+            Malformed => f.write_str("payload is not a valid postcard encoding of its version's schema"),
             ShapeMismatch { field, expected, found } => {
                 write!(f, "{field} is {found}, expected {expected}")
             }
@@ -225,6 +246,19 @@ impl fmt::Display for FormatError {
             BadBounds { dim } => {
                 write!(f, "action_low[{dim}] must be < action_high[{dim}]")
             }
+            TooManyExtensions { found } => write!(
+                f,
+                "{found} extension records, at most {} are read",
+                crate::format::MAX_EXTENSIONS
+            ),
+            ExtensionOrder { tag } => write!(
+                f,
+                "extension tag {tag:#04x} is out of order (tags must be strictly increasing)"
+            ),
+            UnknownExtension { tag } => write!(
+                f,
+                "required extension {tag:#04x} is unknown to this runtime (a newer one is needed)"
+            ),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Policy blob, format v1: framing, checked parsing and encoding.
+//! Policy blob, formats v1 and v2: framing, checked parsing and encoding.
 //!
 //! The byte-level specification is `docs/FORMAT.md`; this module is its
 //! implementation. In short:
@@ -6,17 +6,22 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic  b"TPPO"
-//! 4       2     format version, u16 LE (= 1)
+//! 4       2     format version, u16 LE (2; 1 is still read)
 //! 6       4     policy id, u32 LE (= CRC-32C of the payload)
 //! 10      4     payload length n, u32 LE
 //! 14      n     payload (postcard, schema below)
 //! 14+n    4     CRC-32C (Castagnoli) of bytes [0, 14+n), u32 LE
 //! ```
 //!
+//! The v2 payload is the v1 payload followed by the plant's code, its safe
+//! action and a list of tagged extension records (for later additions that
+//! a reader must understand, tags `0x00–0x7F`, or may skip, `0x80–0xFF`).
+//!
 //! [`Blob::parse`] is the *checked* constructor: it verifies framing,
 //! checksum, schema and every value, and borrows all arrays from the input
-//! bytes (nothing is copied). [`encode`] writes a blob into a caller buffer
-//! and re-parses it, so it never emits a blob the runtime would refuse.
+//! bytes (nothing is copied). [`encode`] writes a v2 blob into a caller
+//! buffer and re-parses it, so it never emits a blob the runtime would
+//! refuse.
 
 use serde::{ser::SerializeSeq, Deserialize, Serialize, Serializer};
 
@@ -24,8 +29,16 @@ use crate::error::{Field, FormatError};
 
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"TPPO";
-/// The format version this runtime reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this runtime writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this runtime reads (v1: no plant code, the
+/// safe action is the midpoint of the bounds).
+pub const MIN_FORMAT_VERSION: u16 = 1;
+/// Most extension records a blob may have (v2).
+pub const MAX_EXTENSIONS: usize = 8;
+/// Extension tags below this are *required*: a reader that does not know
+/// one refuses the blob. Tags from here up are optional and skipped.
+pub const OPTIONAL_EXTENSION_TAGS: u8 = 0x80;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 14;
 /// Bytes after the payload (the CRC).
@@ -125,10 +138,25 @@ struct RawLayer<'a> {
 }
 
 #[derive(Deserialize)]
+struct RawExtension<'a> {
+    tag: u8,
+    body: &'a [u8],
+}
+
+/// The fields format v2 appends to the v1 payload.
+#[derive(Deserialize)]
+struct RawTailV2<'a> {
+    plant: u8,
+    safe_action: &'a [u8],
+    #[serde(borrow)]
+    extensions: Seq<RawExtension<'a>, MAX_EXTENSIONS>,
+}
+
+#[derive(Deserialize)]
 struct RawPayload<'a> {
     obs_dim: u16,
     act_dim: u16,
-    hidden: Seq<u16>,
+    hidden: Seq<u16, MAX_LAYERS>,
     activation: u8,
     encoding: u8,
     obs_mean: &'a [u8],
@@ -138,28 +166,32 @@ struct RawPayload<'a> {
     action_high: &'a [u8],
     log_std: &'a [u8],
     #[serde(borrow)]
-    layers: Seq<RawLayer<'a>>,
+    layers: Seq<RawLayer<'a>, MAX_LAYERS>,
 }
 
-/// A postcard sequence decoded without allocation: the first
-/// [`MAX_LAYERS`] elements are kept, the rest are decoded and dropped but
-/// counted in `len`, so validation can report `BadLayerCount` for them.
-struct Seq<T> {
-    items: [Option<T>; MAX_LAYERS],
+/// A postcard sequence decoded without allocation: the first `N` elements
+/// are kept, the rest are decoded and dropped but counted in `len`, so
+/// validation can report a count error (`BadLayerCount`,
+/// `TooManyExtensions`) for them.
+struct Seq<T, const N: usize> {
+    items: [Option<T>; N],
     len: usize,
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Seq<T> {
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Seq<T, N> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(core::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
-            type Value = Seq<T>;
+        struct V<T, const N: usize>(core::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for V<T, N> {
+            type Value = Seq<T, N>;
             fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
                 f.write_str("a sequence")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Seq<T>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Seq<T, N>, A::Error> {
                 let mut s = Seq {
-                    items: [None, None, None, None],
+                    items: core::array::from_fn(|_| None),
                     len: 0,
                 };
                 // Each element consumes payload bytes, so this ends within
@@ -173,7 +205,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Seq<T> {
                 Ok(s)
             }
         }
-        d.deserialize_seq(V(core::marker::PhantomData))
+        d.deserialize_seq(V::<T, N>(core::marker::PhantomData))
     }
 }
 
@@ -196,14 +228,27 @@ pub struct Layer<'a> {
     pub bias: &'a [u8],
 }
 
+/// One extension record of a v2 blob: a tag and its body, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension<'a> {
+    /// The record's tag (`0x00–0x7F` required, `0x80–0xFF` optional).
+    pub tag: u8,
+    /// Its body.
+    pub body: &'a [u8],
+}
+
 /// A parsed, fully validated policy blob of any dimensions. All arrays are
 /// borrowed from the input bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Blob<'a> {
     /// Policy id: CRC-32C of the payload; tags device logs.
     pub policy_id: u32,
-    /// Format version (1).
+    /// Format version (1 or 2).
     pub version: u16,
+    /// The code of the plant the policy was trained for
+    /// ([`plants::code`](crate::plants::code)); `0xFF` if none is named
+    /// (every v1 blob).
+    pub plant: u8,
     /// Observation dimension.
     pub obs_dim: usize,
     /// Action dimension.
@@ -227,6 +272,10 @@ pub struct Blob<'a> {
     /// `act_dim` f32 LE log standard deviations.
     pub log_std: &'a [u8],
     layers: [Option<Layer<'a>>; MAX_LAYERS],
+    /// `act_dim` f32 LE safe actions (v2); empty in a v1 blob, whose safe
+    /// action is the midpoint of the bounds (see [`Blob::safe_action`]).
+    pub safe_action_bytes: &'a [u8],
+    extensions: [Option<Extension<'a>>; MAX_EXTENSIONS],
     /// Total blob length in bytes.
     pub len: usize,
 }
@@ -236,6 +285,12 @@ pub fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// Element `j` of a little-endian f32 byte string, if it has one.
+fn f32_at(bytes: &[u8], j: usize) -> Option<f32> {
+    let b = bytes.get(4 * j..4 * j + 4)?;
+    Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -268,7 +323,7 @@ impl<'a> Blob<'a> {
             });
         }
         let version = u16_at(bytes, 4);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         let policy_id = u32_at(bytes, 6);
@@ -301,14 +356,23 @@ impl<'a> Blob<'a> {
         }
         let (raw, rest): (RawPayload<'a>, _) =
             postcard::take_from_bytes(payload).map_err(|_| FormatError::Malformed)?;
+        let (tail, rest) = match version {
+            1 => (None, rest),
+            _ => {
+                let (t, r): (RawTailV2<'a>, _) =
+                    postcard::take_from_bytes(rest).map_err(|_| FormatError::Malformed)?;
+                (Some(t), r)
+            }
+        };
         if !rest.is_empty() {
             return Err(FormatError::Malformed);
         }
-        Self::validate(raw, policy_id, version, found)
+        Self::validate(raw, tail, policy_id, version, found)
     }
 
     fn validate(
         raw: RawPayload<'a>,
+        tail: Option<RawTailV2<'a>>,
         policy_id: u32,
         version: u16,
         len: usize,
@@ -423,9 +487,52 @@ impl<'a> Blob<'a> {
             cols = rows;
         }
 
+        // Format v2: the plant, its safe action, the extension records.
+        let mut plant = crate::plants::code::UNSPECIFIED;
+        let mut safe_action_bytes: &[u8] = &[];
+        let mut extensions = [None; MAX_EXTENSIONS];
+        if let Some(t) = tail {
+            plant = t.plant;
+            check_f32s(Field::SafeAction, t.safe_action, act_dim, |_| true)?;
+            let bounds = f32s(raw.action_low).zip(f32s(raw.action_high));
+            for (index, (s, (lo, hi))) in f32s(t.safe_action).zip(bounds).enumerate() {
+                if !(lo <= s && s <= hi) {
+                    return Err(FormatError::OutOfRange {
+                        field: Field::SafeAction,
+                        index,
+                    });
+                }
+            }
+            safe_action_bytes = t.safe_action;
+            if t.extensions.len > MAX_EXTENSIONS {
+                return Err(FormatError::TooManyExtensions {
+                    found: t.extensions.len,
+                });
+            }
+            let mut prev: Option<u8> = None;
+            for (slot, e) in extensions
+                .iter_mut()
+                .zip(t.extensions.items.iter().flatten())
+            {
+                if prev.is_some_and(|p| e.tag <= p) {
+                    return Err(FormatError::ExtensionOrder { tag: e.tag });
+                }
+                prev = Some(e.tag);
+                // No required extension is defined yet.
+                if e.tag < OPTIONAL_EXTENSION_TAGS {
+                    return Err(FormatError::UnknownExtension { tag: e.tag });
+                }
+                *slot = Some(Extension {
+                    tag: e.tag,
+                    body: e.body,
+                });
+            }
+        }
+
         Ok(Blob {
             policy_id,
             version,
+            plant,
             obs_dim,
             act_dim,
             hidden,
@@ -439,8 +546,33 @@ impl<'a> Blob<'a> {
             action_high: raw.action_high,
             log_std: raw.log_std,
             layers,
+            safe_action_bytes,
+            extensions,
             len,
         })
+    }
+
+    /// The code of the plant the policy was trained for, if the blob names
+    /// one (v1 blobs do not).
+    pub fn plant_code(&self) -> Option<u8> {
+        (self.plant != crate::plants::code::UNSPECIFIED).then_some(self.plant)
+    }
+
+    /// The action to apply when the policy cannot act: the plant's safe
+    /// action as exported (v2), or the midpoint `½low + ½high` of the bounds
+    /// (v1).
+    pub fn safe_action(&self) -> impl Iterator<Item = f32> + 'a {
+        let (low, high, stored) = (self.action_low, self.action_high, self.safe_action_bytes);
+        (0..self.act_dim).map(move |j| match f32_at(stored, j) {
+            Some(s) => s,
+            None => 0.5 * f32_at(low, j).unwrap_or(0.0) + 0.5 * f32_at(high, j).unwrap_or(0.0),
+        })
+    }
+
+    /// The optional extension records this runtime skipped (tags
+    /// `0x80–0xFF`), in tag order.
+    pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + '_ {
+        self.extensions.iter().flatten().copied()
     }
 
     /// Hidden layer widths, first to last.
@@ -524,7 +656,7 @@ pub struct LayerSpec<'a> {
     pub bias: &'a [f32],
 }
 
-/// Everything a v1 blob holds, as plain slices, for [`encode`].
+/// Everything a v2 blob holds, as plain slices, for [`encode`].
 #[derive(Debug, Clone, Copy)]
 pub struct BlobSpec<'a> {
     /// Observation dimension.
@@ -549,6 +681,13 @@ pub struct BlobSpec<'a> {
     pub log_std: &'a [f32],
     /// Layers, first hidden to output; all with the same encoding.
     pub layers: &'a [LayerSpec<'a>],
+    /// Code of the plant the policy is for ([`crate::plants::code`];
+    /// `0xFF` for none).
+    pub plant: u8,
+    /// The plant's safe action, within the bounds.
+    pub safe_action: &'a [f32],
+    /// Extension records, in increasing tag order (format v2).
+    pub extensions: &'a [Extension<'a>],
 }
 
 /// Why [`encode`] refused to write a blob.
@@ -657,6 +796,20 @@ struct PayloadOut<'a> {
     action_high: F32Bytes<'a>,
     log_std: F32Bytes<'a>,
     layers: Layers<'a>,
+    plant: u8,
+    safe_action: F32Bytes<'a>,
+    extensions: Exts<'a>,
+}
+
+struct Exts<'a>(&'a [Extension<'a>]);
+impl Serialize for Exts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            seq.serialize_element(&(e.tag, e.body))?;
+        }
+        seq.end()
+    }
 }
 
 /// An upper bound on the encoded size of `spec`, for sizing the buffer.
@@ -672,10 +825,14 @@ pub fn max_encoded_len(spec: &BlobSpec) -> usize {
         };
         n += floats(l.bias.len());
     }
+    n += 1 + floats(spec.safe_action.len()) + varint;
+    for e in spec.extensions {
+        n += 1 + varint + e.body.len();
+    }
     n
 }
 
-/// Writes `spec` as a v1 blob into `out` and returns its length. The result
+/// Writes `spec` as a v2 blob into `out` and returns its length. The result
 /// is re-parsed with [`Blob::parse`] before returning, so a spec the runtime
 /// would refuse (wrong lengths, NaN, zero scale…) is an error here too.
 pub fn encode(spec: &BlobSpec, out: &mut [u8]) -> Result<usize, EncodeError> {
@@ -710,6 +867,9 @@ pub fn encode(spec: &BlobSpec, out: &mut [u8]) -> Result<usize, EncodeError> {
         action_high: F32Bytes(spec.action_high),
         log_std: F32Bytes(spec.log_std),
         layers: Layers(spec.layers),
+        plant: spec.plant,
+        safe_action: F32Bytes(spec.safe_action),
+        extensions: Exts(spec.extensions),
     };
     if out.len() < HEADER_LEN + TRAILER_LEN {
         return Err(EncodeError::BufferTooSmall);

@@ -4,7 +4,8 @@
 //! it on a microcontroller. `#![no_std]`, no allocation, no panics on input.
 //!
 //! - [`Blob::parse`] / [`Policy::from_bytes`]: check a policy blob (format
-//!   v1, `docs/FORMAT.md`) and borrow its weights zero-copy from flash.
+//!   v2, or v1 from older exports; `docs/FORMAT.md`) and borrow its weights
+//!   zero-copy from flash.
 //! - [`Policy::mean`], [`Policy::act`], [`Policy::log_prob`],
 //!   [`Policy::entropy`]: fixed-size inference of a diagonal-Gaussian policy
 //!   with f32 or int8 (per-row scaled) weights; [`kernels`]: the dense
@@ -13,12 +14,15 @@
 //!   Box–Muller sampling and the log-density; [`math`]: the tanh shared
 //!   with the trainer, Box–Muller's sine and cosine, IEEE square root.
 //! - [`control`]: the control loop (read → normalize → sample → actuate →
-//!   record) over sensor, actuator and reward traits; [`hal`]: adapters for
-//!   `embedded-hal` 1.0 I2C sensors and PWM actuators.
+//!   record) over sensor, actuator and reward traits; [`driver`]: whole
+//!   episodes and the log stream over any rig (simulated plant or board);
+//!   [`hal`]: adapters for `embedded-hal` 1.0 I2C sensors and PWM actuators.
 //! - [`log`]: rollout logging into a bounded queue, streamed as
 //!   postcard + CRC-32C + COBS frames (`docs/FORMAT.md`, "Log frames").
-//! - [`plants`] and [`sim`] (feature `plants`): the built-in plants and the
-//!   simulated control loop shared by the firmware and `tinyppo simulate`.
+//! - [`plants`]: the [`Plant`] trait (yours implements it too) and the
+//!   plant codes; with the feature `plants`, the built-in plants. [`sim`]:
+//!   a simulated plant in the driver, shared by the firmware under QEMU and
+//!   `tinyppo simulate`.
 //!
 //! All float math is plain IEEE f32 (`libm` and [`math`]) and the int8
 //! sums are exact integers (the device's assembly computes the same ones
@@ -36,6 +40,7 @@
 //!     obs_mean: &[0.0], obs_inv_std: &[1.0], obs_clip: 10.0,
 //!     action_low: &[-2.0], action_high: &[2.0], log_std: &[0.0],
 //!     layers: &[l0, l1],
+//!     plant: tinyppo_runtime::plants::code::UNSPECIFIED, safe_action: &[0.0], extensions: &[],
 //! };
 //! let mut buf = [0u8; 256];
 //! let n = format::encode(&spec, &mut buf).unwrap();
@@ -51,6 +56,7 @@
 #![deny(missing_docs)]
 
 pub mod control;
+pub mod driver;
 pub mod error;
 pub mod format;
 pub mod gaussian;
@@ -58,15 +64,15 @@ pub mod hal;
 pub mod kernels;
 pub mod log;
 pub mod math;
-#[cfg(feature = "plants")]
 pub mod plants;
 pub mod policy;
 pub mod rng;
-#[cfg(feature = "plants")]
 pub mod sim;
 
 pub use error::{ActError, Field, FormatError};
 pub use format::{
-    encode, Activation, Blob, BlobSpec, EncodeError, Encoding, Layer, LayerSpec, WeightsSpec,
+    encode, Activation, Blob, BlobSpec, EncodeError, Encoding, Extension, Layer, LayerSpec,
+    WeightsSpec,
 };
+pub use plants::Plant;
 pub use policy::{Policy, Step};

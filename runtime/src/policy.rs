@@ -51,6 +51,8 @@ pub struct Policy<'a, const OBS: usize, const ACT: usize, const HID: usize> {
     log_std: [f32; ACT],
     std: [f32; ACT],
     log_norm: f32,
+    safe: [f32; ACT],
+    plant: u8,
 }
 
 fn fill<const N: usize>(bytes: &[u8]) -> [f32; N] {
@@ -139,6 +141,14 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
             log_norm: gaussian::log_normalizer(&log_std),
             log_std,
             std,
+            safe: {
+                let mut a = [0.0; ACT];
+                for (o, v) in a.iter_mut().zip(blob.safe_action()) {
+                    *o = v;
+                }
+                a
+            },
+            plant: blob.plant,
         })
     }
 
@@ -167,14 +177,17 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         &self.log_std
     }
 
-    /// The documented safe action for when no observation can be trusted:
-    /// the midpoint of the action bounds (zero torque for symmetric bounds).
+    /// The action for when no observation can be trusted: the plant's safe
+    /// action recorded in the blob (format v2; a heater's is "off", not the
+    /// middle of its range), or the midpoint of the bounds for a v1 blob.
     pub fn safe_action(&self) -> [f32; ACT] {
-        let mut a = [0.0; ACT];
-        for ((o, &lo), &hi) in a.iter_mut().zip(&self.low).zip(&self.high) {
-            *o = 0.5 * lo + 0.5 * hi;
-        }
-        a
+        self.safe
+    }
+
+    /// The code of the plant the policy was trained for, if the blob names
+    /// one (v1 blobs do not).
+    pub fn plant_code(&self) -> Option<u8> {
+        (self.plant != crate::plants::code::UNSPECIFIED).then_some(self.plant)
     }
 
     /// `x̂ = clip((x − mean) ⊙ inv_std, −c, c)`; refuses non-finite input.

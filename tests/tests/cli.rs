@@ -112,9 +112,9 @@ const TINY: &[&str] = &[
     "--set",
     "num_envs=2",
     "--set",
-    "num_minibatches=4",
+    "ppo.num_minibatches=4",
     "--set",
-    "update_epochs=1",
+    "ppo.update_epochs=1",
     "--set",
     "eval_episodes=2",
     "--quiet",
@@ -336,6 +336,52 @@ fn cli_truncated_policy_reports_truncated() {
     eval_and_inspect_fail_naming(&bad, "truncated");
 }
 
+/// A pendulum blob has the dimensions of dc-motor (3 observations, 1
+/// action); before blobs recorded their plant, eval and simulate ran it
+/// without a word. Now both refuse it unless `--allow-other-plant`.
+#[test]
+fn cli_blob_of_another_plant_with_the_same_dims_is_refused() {
+    let policy = trained().join("policy.bin");
+    let tmp = TempDir::new("cli-other-plant");
+    let log = tmp.path().join("log.bin");
+    for cmd in [
+        vec![
+            "eval",
+            "--policy",
+            s(&policy),
+            "--env",
+            "dc-motor",
+            "--episodes",
+            "1",
+        ],
+        vec![
+            "simulate",
+            "--policy",
+            s(&policy),
+            "--env",
+            "dc-motor",
+            "--episodes",
+            "1",
+            "--out",
+            s(&log),
+        ],
+    ] {
+        let err = fails(&cmd);
+        assert!(
+            err.contains("exported for plant code 0x00")
+                && err.contains("not for dc-motor")
+                && err.contains("--allow-other-plant")
+                && err.contains(s(&policy)),
+            "{cmd:?}: {err}"
+        );
+        let mut allowed = cmd.clone();
+        allowed.push("--allow-other-plant");
+        let o = run(&allowed);
+        assert!(o.status.success(), "{allowed:?}: {}", stderr(&o));
+    }
+    assert!(log.exists(), "simulate --allow-other-plant wrote its log");
+}
+
 #[test]
 fn cli_eval_on_wrong_plant_says_why() {
     let policy = trained().join("policy.bin");
@@ -349,7 +395,10 @@ fn cli_eval_on_wrong_plant_says_why() {
         "1",
     ]);
     assert!(err.contains("cartpole"), "{err}");
-    assert!(err.contains("obs_dim is 3, expected 4"), "{err}");
+    assert!(
+        err.contains("has 3 observations") && err.contains("cartpole has 4"),
+        "{err}"
+    );
     let err = fails(&["eval", "--policy", s(&policy), "--env", "moon-lander"]);
     assert!(
         err.contains("moon-lander") && err.contains("pendulum"),

@@ -13,7 +13,7 @@ use tinyppo_runtime::log::{
     Totals, LOG_VERSION, MAX_FRAME_LEN,
 };
 use tinyppo_runtime::plants::Pendulum;
-use tinyppo_runtime::sim::{run_simulated, SimConfig};
+use tinyppo_runtime::sim::{run_simulated, RunConfig};
 use tinyppo_runtime::{Activation, Policy};
 use tinyppo_trainer::logs::{decode_stream, LogReader};
 
@@ -555,13 +555,13 @@ fn simulated_log() -> Vec<u8> {
     );
     let blob = net.encode_int8();
     let policy = Policy::<3, 1, 8>::from_bytes(&blob).unwrap();
-    let cfg = SimConfig {
+    let cfg = RunConfig {
         episodes: 2,
         seed: 5,
         deterministic: false,
     };
     let mut bytes = Vec::new();
-    run_simulated::<_, 3, 1, 8, 4>(&policy, &mut Pendulum::new(), 0, &cfg, &mut |f| {
+    run_simulated::<_, 3, 1, 8, 4>(&policy, &mut Pendulum::new(), &cfg, &mut |f| {
         bytes.extend_from_slice(f)
     });
     bytes

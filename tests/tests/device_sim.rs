@@ -9,14 +9,12 @@ use std::path::Path;
 use tinyppo_runtime::log::{decode_frame, Dims, Frame};
 use tinyppo_runtime::plants::{self, Pendulum, Plant};
 use tinyppo_runtime::rng::seeded;
-use tinyppo_runtime::sim::{
-    plant_code, plant_name, run_simulated, run_simulated_draining, SimConfig, SimStats,
-};
+use tinyppo_runtime::sim::{run_simulated, run_simulated_draining, RunConfig, RunStats};
 use tinyppo_runtime::{Activation, Policy};
-use tinyppo_trainer::evaluate::{eval_blob, mean_std};
-use tinyppo_trainer::logs::{decode_stream, simulate_blob, DecodedLog};
+use tinyppo_trainer::logs::{decode_stream, DecodedLog};
+use tinyppo_trainer::stats::mean_std;
 
-use crate::trainer_util::TempDir;
+use crate::trainer_util::{plant, TempDir};
 use crate::util::{Net, TestRng};
 
 fn blob(seed: u64, obs: usize, act: usize, quant_int8: bool) -> Vec<u8> {
@@ -35,17 +33,17 @@ fn blob(seed: u64, obs: usize, act: usize, quant_int8: bool) -> Vec<u8> {
     }
 }
 
-fn sim<const HID: usize, const CAP: usize>(blob: &[u8], cfg: &SimConfig) -> (Vec<u8>, SimStats) {
+fn sim<const HID: usize, const CAP: usize>(blob: &[u8], cfg: &RunConfig) -> (Vec<u8>, RunStats) {
     let policy = Policy::<3, 1, HID>::from_bytes(blob).unwrap();
     let mut out = Vec::new();
-    let st = run_simulated::<_, 3, 1, HID, CAP>(&policy, &mut Pendulum::new(), 0, cfg, &mut |f| {
+    let st = run_simulated::<_, 3, 1, HID, CAP>(&policy, &mut Pendulum::new(), cfg, &mut |f| {
         out.extend_from_slice(f)
     });
     (out, st)
 }
 
-fn cfg(episodes: u32, seed: u64, deterministic: bool) -> SimConfig {
-    SimConfig {
+fn cfg(episodes: u32, seed: u64, deterministic: bool) -> RunConfig {
+    RunConfig {
         episodes,
         seed,
         deterministic,
@@ -63,7 +61,7 @@ fn the_stream_depends_on_seed_and_mode_but_not_on_hid_cap_or_host() {
     assert_ne!(sim::<16, 64>(&b, &cfg(3, 43, false)).0, a, "another seed");
     assert_ne!(sim::<16, 64>(&b, &cfg(3, 42, true)).0, a, "mean actions");
     // The host command's function is the same call.
-    let (host, host_st) = simulate_blob(&b, "pendulum", &c).unwrap();
+    let (host, host_st) = plant("pendulum").simulate_blob(&b, &c).unwrap();
     assert_eq!(host, a);
     assert_eq!(host_st, st);
     assert_eq!((st.episodes, st.transitions, st.dropped), (3, 600, 0));
@@ -77,7 +75,6 @@ fn the_stream_depends_on_seed_and_mode_but_not_on_hid_cap_or_host() {
     let st2 = run_simulated_draining::<_, 3, 1, 16, 64>(
         &policy,
         &mut Pendulum::new(),
-        0,
         &c,
         13,
         &mut |f| slow.extend_from_slice(f),
@@ -86,20 +83,30 @@ fn the_stream_depends_on_seed_and_mode_but_not_on_hid_cap_or_host() {
     assert_eq!(st2, st);
 }
 
+/// Logs written before plants declared codes numbered them 0–3 in this
+/// order; the registry finds each by name and by code.
 #[test]
-fn plant_codes_follow_the_plant_names() {
-    for (i, name) in plants::NAMES.iter().enumerate() {
-        assert_eq!(plant_code(name), Some(i as u8));
-        assert_eq!(plant_name(i as u8), Some(*name));
+fn plant_codes_are_stable_and_found_by_the_registry() {
+    let reg = tinyppo_trainer::registry::Registry::builtin();
+    for (code, name) in [
+        (0u8, "pendulum"),
+        (1, "mountain-car"),
+        (2, "cartpole"),
+        (3, "dc-motor"),
+    ] {
+        assert_eq!(reg.get(name).unwrap().code(), code);
+        assert_eq!(reg.by_code(code).unwrap().name(), name);
+        assert_eq!(reg.describe_code(code), name);
     }
-    assert_eq!(plant_code("hardware"), None);
-    assert_eq!(plant_name(0xFF), None);
+    assert!(reg.by_code(0xFF).is_none());
+    assert_eq!(reg.describe_code(0xFF), "unspecified");
+    assert_eq!(reg.describe_code(0x90), "unknown (0x90)");
 }
 
 /// Replays the log with the runtime's pieces directly (not the control
 /// loop): the same generator order, the policy's sample, the plant's step.
 /// Every logged field must come out bit for bit.
-fn replay<P: Plant<O, 1> + Default, const O: usize>(blob: &[u8], log: &DecodedLog, c: &SimConfig) {
+fn replay<P: Plant<O, 1> + Default, const O: usize>(blob: &[u8], log: &DecodedLog, c: &RunConfig) {
     let policy = Policy::<O, 1, 16>::from_bytes(blob).unwrap();
     let mut rng = seeded(c.seed);
     let mut plant = P::default();
@@ -152,12 +159,12 @@ fn logged_transitions_replay_bit_for_bit() {
     for det in [false, true] {
         let b = blob(2, 3, 1, true);
         let c = cfg(2, 7, det);
-        let (bytes, _) = simulate_blob(&b, "pendulum", &c).unwrap();
+        let (bytes, _) = plant("pendulum").simulate_blob(&b, &c).unwrap();
         replay::<plants::Pendulum, 3>(&b, &decode_stream(&bytes), &c);
 
         let b = blob(3, 4, 1, false);
         let c = cfg(3, 8, det);
-        let (bytes, _) = simulate_blob(&b, "cartpole", &c).unwrap();
+        let (bytes, _) = plant("cartpole").simulate_blob(&b, &c).unwrap();
         replay::<plants::CartPole, 4>(&b, &decode_stream(&bytes), &c);
     }
 }
@@ -174,9 +181,9 @@ fn decoded_returns_equal_eval_returns() {
         for stochastic in [true, false] {
             let b = blob(4, obs, 1, true);
             let c = cfg(3, 21, !stochastic);
-            let (bytes, st) = simulate_blob(&b, env, &c).unwrap();
+            let (bytes, st) = plant(env).simulate_blob(&b, &c).unwrap();
             let log = decode_stream(&bytes);
-            let rets = eval_blob(&b, env, 3, 21, stochastic).unwrap();
+            let rets = plant(env).eval_blob(&b, 3, 21, stochastic).unwrap();
             assert_eq!(log.episode_returns(), rets, "{env} stochastic={stochastic}");
             let (m, _) = mean_std(&rets);
             assert_eq!(log.mean_return(), Some(m));
@@ -191,7 +198,7 @@ fn decoded_returns_equal_eval_returns() {
             assert_eq!(end.entries, st.transitions + 3);
             assert_eq!(log.frames_bad, 0);
             assert_eq!(log.streams.len(), 1);
-            assert_eq!(log.streams[0].plant, plant_code(env).unwrap());
+            assert_eq!(log.streams[0].plant, plant(env).code());
             assert_eq!(log.streams[0].deterministic, !stochastic);
         }
     }
@@ -203,14 +210,10 @@ fn a_slow_link_with_a_one_entry_queue_counts_and_reports_every_drop() {
     let policy = Policy::<3, 1, 16>::from_bytes(&b).unwrap();
     let c = cfg(2, 3, false);
     let mut bytes = Vec::new();
-    let st = run_simulated_draining::<_, 3, 1, 16, 1>(
-        &policy,
-        &mut Pendulum::new(),
-        0,
-        &c,
-        5,
-        &mut |f| bytes.extend_from_slice(f),
-    );
+    let st =
+        run_simulated_draining::<_, 3, 1, 16, 1>(&policy, &mut Pendulum::new(), &c, 5, &mut |f| {
+            bytes.extend_from_slice(f)
+        });
     assert_eq!(st.transitions, 400);
     assert!(st.dropped > 300, "{st:?}");
     let log = decode_stream(&bytes);
@@ -243,8 +246,9 @@ fn a_slow_link_with_a_one_entry_queue_counts_and_reports_every_drop() {
 
 #[test]
 fn every_frame_of_a_stream_decodes_with_the_headers_dims() {
-    let (mut bytes, _) =
-        simulate_blob(&blob(6, 2, 1, true), "mountain-car", &cfg(1, 1, false)).unwrap();
+    let (mut bytes, _) = plant("mountain-car")
+        .simulate_blob(&blob(6, 2, 1, true), &cfg(1, 1, false))
+        .unwrap();
     let mut dims = None;
     let mut kinds = [0usize; 5];
     for f in bytes.split_mut(|&b| b == 0).filter(|f| !f.is_empty()) {

@@ -115,7 +115,9 @@ fn the_v1_log_decodes_unchanged() {
 
 #[test]
 fn the_v1_blob_evaluates_to_the_same_returns() {
-    let rets = tinyppo_trainer::evaluate::eval_blob(BLOB_V1, "pendulum", 5, 3, false).unwrap();
+    let rets = crate::trainer_util::plant("pendulum")
+        .eval_blob(BLOB_V1, 5, 3, false)
+        .unwrap();
     let mean = rets.iter().sum::<f64>() / rets.len() as f64;
     assert_eq!(mean, -181.3284664957784);
     let min = rets.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -124,15 +126,69 @@ fn the_v1_blob_evaluates_to_the_same_returns() {
 
 #[test]
 fn the_v1_log_replays_bit_for_bit_from_the_v1_blob() {
-    let (bytes, _) = tinyppo_trainer::logs::simulate_blob(
-        BLOB_V1,
-        "pendulum",
-        &tinyppo_runtime::sim::SimConfig {
-            episodes: 2,
-            seed: 7,
-            deterministic: false,
-        },
-    )
-    .unwrap();
+    let (bytes, _) = crate::trainer_util::plant("pendulum")
+        .simulate_blob(
+            BLOB_V1,
+            &tinyppo_runtime::sim::RunConfig {
+                episodes: 2,
+                seed: 7,
+                deterministic: false,
+            },
+        )
+        .unwrap();
     assert_eq!(bytes, LOG_V1);
+}
+
+/// A run directory of checkpoint format 2 (the flat configuration of
+/// commit 185fbaf), written by
+///
+/// ```sh
+/// tinyppo train --env pendulum --total-steps 2048 --seed 3 \
+///     --set 'actor_hidden=[8]' --set 'critic_hidden=[8]' \
+///     --set num_minibatches=4 --out tests/golden/run-v2 --quiet
+/// ```
+///
+/// at that commit: it loads with its configuration, exports the same
+/// policy (now as a v2 blob that names the plant), and resumes.
+#[test]
+fn a_v2_checkpoint_loads_exports_the_same_policy_and_resumes() {
+    use tinyppo_trainer::export::{export_blob, Quant};
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/run-v2");
+    let state = tinyppo_trainer::checkpoint::load(&golden).expect("a v2 checkpoint loads");
+    assert_eq!(state.cfg.env, "pendulum");
+    assert_eq!((state.cfg.seed, state.cfg.ppo.num_minibatches), (3, 4));
+    assert_eq!(state.cfg.actor_hidden, [8]);
+    assert_eq!((state.update, state.global_step), (2, 2048));
+
+    let plant = crate::trainer_util::plant("pendulum");
+    let old = std::fs::read(golden.join("policy.bin")).unwrap();
+    let new = export_blob(&state, &plant, Quant::Int8).unwrap();
+    let (bo, bn) = (Blob::parse(&old).unwrap(), Blob::parse(&new).unwrap());
+    assert_eq!((bo.version, bn.version), (1, 2));
+    assert_eq!(bn.plant_code(), Some(0));
+    // The v2 payload is the v1 payload plus the plant and safe action.
+    let payload = |b: &[u8]| b[14..b.len() - 4].to_vec();
+    assert!(payload(&new).starts_with(&payload(&old)));
+    // Printed by `tinyppo eval --policy tests/golden/run-v2/policy.bin
+    // --env pendulum --episodes 3 --seed 1 --json` at commit 185fbaf.
+    for blob in [&old, &new] {
+        let rets = plant.eval_blob(blob, 3, 1, false).unwrap();
+        assert_eq!(rets.iter().sum::<f64>() / 3.0, -1183.6007141228765);
+    }
+
+    let tmp = crate::trainer_util::TempDir::new("golden-run-v2");
+    for e in std::fs::read_dir(&golden).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+    }
+    let opts = tinyppo_trainer::run::RunOptions {
+        final_eval: false,
+        ..Default::default()
+    };
+    let reg = tinyppo_trainer::registry::Registry::builtin();
+    let s = tinyppo_trainer::run::resume(&reg, tmp.path(), Some(3072), &opts, &mut |_| {})
+        .expect("resumes");
+    assert_eq!((s.updates, s.global_step, s.version), (3, 3072, 2));
+    let resumed = tinyppo_trainer::checkpoint::load(tmp.path()).unwrap();
+    assert_eq!(resumed.cfg.ppo.num_minibatches, 4);
 }

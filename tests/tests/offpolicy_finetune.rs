@@ -9,30 +9,33 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tinyppo_runtime::sim::SimConfig;
+use tinyppo_runtime::sim::RunConfig;
 use tinyppo_runtime::Policy;
+use tinyppo_trainer::algo::TrainState;
 use tinyppo_trainer::checkpoint;
 use tinyppo_trainer::export::{export_blob, policy_id, PolicyIndex, Quant};
 use tinyppo_trainer::finetune::{import_log, FinetuneConfig, ImportCtx};
-use tinyppo_trainer::logs::{decode_stream, simulate_blob, DecodedLog};
+use tinyppo_trainer::logs::{decode_stream, DecodedLog};
 use tinyppo_trainer::normalize::normalize_obs;
-use tinyppo_trainer::ppo::{TrainState, Trainer};
+use tinyppo_trainer::registry::Registry;
 
 use crate::cli::run;
-use crate::trainer_util::{tiny_config, TempDir};
+use crate::trainer_util::{new_trainer, plant, tiny_config, TempDir};
 
 /// A (briefly trained) pendulum state, its int8 blob and a 3-episode
 /// stochastic log of that blob (600 transitions).
 fn setup(deterministic: bool) -> (TrainState, Vec<u8>, DecodedLog) {
-    let mut t = Trainer::new(tiny_config(21)).expect("trainer");
+    let mut t = new_trainer(tiny_config(21)).expect("trainer");
     t.step_update().expect("update"); // non-trivial obs/reward statistics
-    let blob = export_blob(&t.state, Quant::Int8).expect("export");
-    let cfg = SimConfig {
+    let blob = export_blob(&t.state, &t.plant, Quant::Int8).expect("export");
+    let cfg = RunConfig {
         episodes: 3,
         seed: 5,
         deterministic,
     };
-    let (bytes, st) = simulate_blob(&blob, "pendulum", &cfg).expect("simulate");
+    let (bytes, st) = plant("pendulum")
+        .simulate_blob(&blob, &cfg)
+        .expect("simulate");
     assert_eq!(st.transitions, 600);
     (t.state, blob, decode_stream(&bytes))
 }
@@ -57,7 +60,7 @@ fn offpolicy_import_builds_fragments_with_bootstraps() {
     let id = policy_id(&blob).unwrap();
     let (v, b) = maps(id, 1, &blob);
     let fc = FinetuneConfig::default();
-    let ctx = ImportCtx::of_state(&state, &v, &b, 1, &fc);
+    let ctx = ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 1, &fc);
     let (ds, rep) = import_log(&log, &ctx).expect("import");
     assert_eq!((rep.records, rep.used, rep.fragments), (600, 600, 3));
     assert_eq!(rep.lag_hist, BTreeMap::from([(0, 600)]));
@@ -93,7 +96,7 @@ fn offpolicy_import_splits_fragments_at_drop_gaps() {
     let id = policy_id(&blob).unwrap();
     let (v, b) = maps(id, 1, &blob);
     let fc = FinetuneConfig::default();
-    let ctx = ImportCtx::of_state(&state, &v, &b, 1, &fc);
+    let ctx = ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 1, &fc);
     // Entries t = 50..53 of episode 0 were dropped on the link.
     log.transitions
         .retain(|t| !(t.episode == 0 && (50..53).contains(&t.t)));
@@ -122,10 +125,18 @@ fn offpolicy_import_filters_by_lag_and_reports_unknown_ids() {
     // The logged policy is version 1 of 5: lag 4.
     let (v, b) = maps(id, 1, &blob);
     fc.max_lag = 3;
-    let (_, rep) = import_log(&log, &ImportCtx::of_state(&state, &v, &b, 5, &fc)).unwrap();
+    let (_, rep) = import_log(
+        &log,
+        &ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 5, &fc),
+    )
+    .unwrap();
     assert_eq!((rep.used, rep.dropped_lag), (0, 600));
     fc.max_lag = 4;
-    let (ds, rep) = import_log(&log, &ImportCtx::of_state(&state, &v, &b, 5, &fc)).unwrap();
+    let (ds, rep) = import_log(
+        &log,
+        &ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 5, &fc),
+    )
+    .unwrap();
     assert_eq!((rep.used, rep.dropped_lag), (600, 0));
     assert_eq!(rep.lag_hist, BTreeMap::from([(4, 600)]));
     assert!(ds.lag.iter().all(|&l| l == Some(4)));
@@ -135,7 +146,7 @@ fn offpolicy_import_filters_by_lag_and_reports_unknown_ids() {
     let (empty_v, empty_b) = (BTreeMap::new(), BTreeMap::new());
     let (_, rep) = import_log(
         &log,
-        &ImportCtx::of_state(&state, &empty_v, &empty_b, 1, &fc),
+        &ImportCtx::of_state(&plant("pendulum"), &state, &empty_v, &empty_b, 1, &fc),
     )
     .unwrap();
     assert_eq!(rep.used, 0);
@@ -143,7 +154,7 @@ fn offpolicy_import_filters_by_lag_and_reports_unknown_ids() {
     fc.keep_unknown = true;
     let (ds, rep) = import_log(
         &log,
-        &ImportCtx::of_state(&state, &empty_v, &empty_b, 1, &fc),
+        &ImportCtx::of_state(&plant("pendulum"), &state, &empty_v, &empty_b, 1, &fc),
     )
     .unwrap();
     assert_eq!((rep.used, rep.compared), (600, 0));
@@ -159,7 +170,11 @@ fn offpolicy_import_reports_log_mu_mismatches() {
     for k in [3, 77, 250, 400, 599] {
         log.transitions[k].log_prob += 0.01;
     }
-    let (_, rep) = import_log(&log, &ImportCtx::of_state(&state, &v, &b, 1, &fc)).unwrap();
+    let (_, rep) = import_log(
+        &log,
+        &ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 1, &fc),
+    )
+    .unwrap();
     assert_eq!((rep.compared, rep.mismatches), (600, 5));
     assert!(
         (rep.max_abs_diff - 0.01).abs() < 1e-5,
@@ -175,7 +190,11 @@ fn offpolicy_import_drops_deterministic_streams() {
     let id = policy_id(&blob).unwrap();
     let (v, b) = maps(id, 1, &blob);
     let fc = FinetuneConfig::default();
-    let (ds, rep) = import_log(&log, &ImportCtx::of_state(&state, &v, &b, 1, &fc)).unwrap();
+    let (ds, rep) = import_log(
+        &log,
+        &ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 1, &fc),
+    )
+    .unwrap();
     assert_eq!((rep.used, rep.deterministic), (0, 600));
     assert!(ds.is_empty());
 }
@@ -195,12 +214,14 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn write_log(blob: &[u8], episodes: u32, seed: u64, path: &Path) {
-    let cfg = SimConfig {
+    let cfg = RunConfig {
         episodes,
         seed,
         deterministic: false,
     };
-    let (bytes, _) = simulate_blob(blob, "pendulum", &cfg).expect("simulate");
+    let (bytes, _) = plant("pendulum")
+        .simulate_blob(blob, &cfg)
+        .expect("simulate");
     std::fs::write(path, bytes).expect("write log");
 }
 
@@ -227,9 +248,9 @@ fn offpolicy_finetune_end_to_end() {
         "--set",
         "num_envs=2",
         "--set",
-        "num_minibatches=4",
+        "ppo.num_minibatches=4",
         "--set",
-        "update_epochs=2",
+        "ppo.update_epochs=2",
         "--set",
         "eval_episodes=2",
         "--quiet",
@@ -286,7 +307,10 @@ fn offpolicy_finetune_end_to_end() {
     assert!(p.mean(&[1.0, 0.0, 0.5]).unwrap()[0].is_finite());
     let state = checkpoint::load(&run_dir).unwrap();
     assert!(state.model.params.iter().all(|p| p.is_finite()));
-    assert_eq!(export_blob(&state, Quant::Int8).unwrap(), v2);
+    assert_eq!(
+        export_blob(&state, &plant(&state.cfg.env), Quant::Int8).unwrap(),
+        v2
+    );
 
     // metrics.csv: the training rows, then one row per iteration with the
     // off-policy diagnostics, all finite.
@@ -366,15 +390,15 @@ fn offpolicy_finetune_bootstraps_the_index_and_mixes_onpolicy_episodes() {
     let tmp = TempDir::new("offpolicy-mix");
     let dir = tmp.path().join("run");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut t = Trainer::new(tiny_config(31)).expect("trainer");
+    let mut t = new_trainer(tiny_config(31)).expect("trainer");
     t.step_update().expect("update");
     checkpoint::save(&dir, &t.state).unwrap();
-    let v1 = export_blob(&t.state, Quant::Int8).unwrap();
+    let v1 = export_blob(&t.state, &t.plant, Quant::Int8).unwrap();
     // Logs of a policy this run never exported: reported and dropped, so
     // the iterations learn from the fresh on-policy episodes alone.
-    let mut other = Trainer::new(tiny_config(32)).expect("trainer");
+    let mut other = new_trainer(tiny_config(32)).expect("trainer");
     other.step_update().expect("update");
-    let foreign = export_blob(&other.state, Quant::Int8).unwrap();
+    let foreign = export_blob(&other.state, &other.plant, Quant::Int8).unwrap();
     let log = tmp.path().join("foreign.log");
     write_log(&foreign, 2, 9, &log);
 
@@ -385,7 +409,7 @@ fn offpolicy_finetune_bootstraps_the_index_and_mixes_onpolicy_episodes() {
         ..FinetuneConfig::default()
     };
     let mut unknown = 0;
-    let o = finetune(&dir, None, &[log], &fc, &mut |p| {
+    let o = finetune(&Registry::builtin(), &dir, None, &[log], &fc, &mut |p| {
         if let Progress::Imported(r) = p {
             unknown = r.unknown_records();
         }

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use ndarray::ArrayView2;
 use tinyppo_runtime::rng::DefaultRng;
-use tinyppo_trainer::env::{make_env, Env};
+use tinyppo_trainer::env::Env;
 use tinyppo_trainer::gae::gae;
 use tinyppo_trainer::mlp::{Act, Cache};
 use tinyppo_trainer::model::{gaussian_log_prob, ActorCritic};
@@ -44,7 +44,7 @@ use tinyppo_trainer::pg::{
 };
 
 use crate::trainer_util::{
-    check_grad, integrate, mean_se, normal, random_params, rng, uniform, Rollout,
+    check_grad, integrate, mean_se, normal, plant, random_params, rng, uniform, Rollout,
 };
 
 /// `|got − want| ≤ rtol·(1 + |want|)` elementwise.
@@ -735,7 +735,7 @@ const RAW: ObsNorm = ObsNorm {
 };
 
 fn plants(name: &str, n: usize) -> Vec<Box<dyn Env>> {
-    (0..n).map(|_| make_env(name).unwrap()).collect()
+    (0..n).map(|_| plant(name).make_env()).collect()
 }
 
 /// Index of the actor's output bias `j` in the flat parameters.
@@ -900,6 +900,9 @@ impl Env for Bandit {
     }
     fn action_high(&self) -> Vec<f32> {
         vec![f32::INFINITY]
+    }
+    fn safe_action(&self) -> Vec<f32> {
+        vec![0.0]
     }
     fn max_episode_steps(&self) -> u32 {
         1
@@ -1256,6 +1259,9 @@ impl Env for Recorder {
     fn action_high(&self) -> Vec<f32> {
         self.inner.action_high()
     }
+    fn safe_action(&self) -> Vec<f32> {
+        self.inner.safe_action()
+    }
     fn max_episode_steps(&self) -> u32 {
         self.inner.max_episode_steps()
     }
@@ -1287,7 +1293,7 @@ fn recorded(name: &str, n: usize) -> (Vec<Box<dyn Env>>, Logs) {
         .iter()
         .map(|log| {
             Box::new(Recorder {
-                inner: make_env(name).unwrap(),
+                inner: plant(name).make_env(),
                 log: log.clone(),
             }) as Box<dyn Env>
         })

@@ -1,12 +1,14 @@
-//! Policy blob format v1: golden bytes written by hand from
-//! `docs/FORMAT.md`, framing, and one test per rejection class.
+//! Policy blob formats v1 and v2: golden bytes written by hand from
+//! `docs/FORMAT.md` (v2 is what the encoder writes; v1 blobs from older
+//! exports must still load and compute the same), framing, and one test per
+//! rejection class.
 
 use tinyppo_runtime::format::{self, Blob, MAX_ABS_VALUE, MAX_INT8_SCALE};
 use tinyppo_runtime::{
     Activation, BlobSpec, EncodeError, Encoding, Field, FormatError, LayerSpec, Policy, WeightsSpec,
 };
 
-use crate::util::{crc32c_ref, f32_bytes, frame, frame_with, payload_of, Net, RawPayload, TestRng};
+use crate::util::{crc32c_ref, f32_bytes, frame_with, payload_of, Net, RawPayload, TestRng};
 
 // ---------------------------------------------------------------------------
 // The tiny example blob: obs 2, act 1, hidden [2], tanh.
@@ -17,6 +19,8 @@ use crate::util::{crc32c_ref, f32_bytes, frame, frame_with, payload_of, Net, Raw
 //          layer 1  q = [[100, −100]],            scales [2⁻⁷],      bias [0.25]
 //   f32:   layer 0  w = [[1.0, −0.5], [0.25, 2.0]],                   bias [0.0, −0.125]
 //          layer 1  w = [[0.5, −1.5]],                                bias [0.25]
+//   v2:    plant 0x80 (the first application code), safe_action [−2.0]
+//          (the low bound, as for a heater), no extensions
 //
 // f32 bit patterns used below (IEEE-754 binary32, written little-endian):
 //   0.0 = 0x00000000   0.25 = 0x3E800000   0.5 = 0x3F000000   1.0 = 0x3F800000
@@ -46,6 +50,9 @@ fn tiny_spec<'a>(layers: &'a [LayerSpec<'a>]) -> BlobSpec<'a> {
         action_high: &[2.0],
         log_std: &[-0.5],
         layers,
+        plant: 0x80,
+        safe_action: &[-2.0],
+        extensions: &[],
     }
 }
 
@@ -125,13 +132,57 @@ fn tiny_payload_head(encoding: u8) -> Vec<u8> {
 ///             c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
 ///     return c ^ 0xFFFFFFFF
 /// ```
-const INT8_ID: u32 = 0xC3D4_4C01;
-const INT8_CRC: u32 = 0x300C_8254;
-const F32_ID: u32 = 0x6752_6C2D;
-const F32_CRC: u32 = 0xEB12_CFB0;
+const V1_INT8_ID: u32 = 0xC3D4_4C01;
+const V1_INT8_CRC: u32 = 0x300C_8254;
+const V1_F32_ID: u32 = 0x6752_6C2D;
+const V1_F32_CRC: u32 = 0xEB12_CFB0;
+/// The same, for the v2 blobs (payload = v1 payload + the v2 tail).
+const INT8_ID: u32 = 0xE135_4828;
+const INT8_CRC: u32 = 0xD363_04A6;
+const F32_ID: u32 = 0xB235_BD69;
+const F32_CRC: u32 = 0x6763_FD17;
+
+/// The fields format v2 appends to the tiny payloads.
+#[rustfmt::skip]
+const V2_TAIL: [u8; 7] = [
+    0x80,                               // plant        u8 = 0x80
+    0x04, 0x00, 0x00, 0x00, 0xC0,       // safe_action  4 bytes: −2.0
+    0x00,                               // extensions   seq: count 0
+];
+
+/// A v1 blob turned into the v2 blob of the same policy: version 2, the
+/// v2 tail after the layers, new id, length and CRC.
+#[rustfmt::skip]
+fn to_v2(v1: &[u8], id: u32, crc: u32) -> Vec<u8> {
+    let mut payload = payload_of(v1).to_vec();
+    payload.extend_from_slice(&V2_TAIL);
+    let mut blob = vec![
+        0x54, 0x50, 0x50, 0x4F,             // magic    "TPPO"
+        0x02, 0x00,                         // version  u16 LE = 2
+    ];
+    blob.extend_from_slice(&id.to_le_bytes());
+    blob.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    blob.extend_from_slice(&payload);
+    blob.extend_from_slice(&crc.to_le_bytes());
+    blob
+}
+
+/// The v2 int8 blob, 105 bytes (`docs/FORMAT.md`, "Example").
+fn golden_int8() -> Vec<u8> {
+    let b = to_v2(&golden_v1_int8(), INT8_ID, INT8_CRC);
+    assert_eq!(b.len(), 105);
+    b
+}
+
+/// The v2 f32 blob, 111 bytes.
+fn golden_f32() -> Vec<u8> {
+    let b = to_v2(&golden_v1_f32(), F32_ID, F32_CRC);
+    assert_eq!(b.len(), 111);
+    b
+}
 
 #[rustfmt::skip]
-fn golden_int8() -> Vec<u8> {
+fn golden_v1_int8() -> Vec<u8> {
     let mut payload = tiny_payload_head(0x01);
     payload.extend_from_slice(&[
         // layers[0]
@@ -152,16 +203,16 @@ fn golden_int8() -> Vec<u8> {
         0x54, 0x50, 0x50, 0x4F,             // magic    "TPPO"
         0x01, 0x00,                         // version  u16 LE = 1
     ];
-    blob.extend_from_slice(&INT8_ID.to_le_bytes()); // policy id, u32 LE
+    blob.extend_from_slice(&V1_INT8_ID.to_le_bytes()); // policy id, u32 LE
     blob.extend_from_slice(&[0x50, 0x00, 0x00, 0x00]); // payload length u32 LE = 80
     blob.extend_from_slice(&payload);
-    blob.extend_from_slice(&INT8_CRC.to_le_bytes()); // CRC-32C of bytes 0..94
+    blob.extend_from_slice(&V1_INT8_CRC.to_le_bytes()); // CRC-32C of bytes 0..94
     assert_eq!(blob.len(), 98);
     blob
 }
 
 #[rustfmt::skip]
-fn golden_f32() -> Vec<u8> {
+fn golden_v1_f32() -> Vec<u8> {
     let mut payload = tiny_payload_head(0x00);
     payload.extend_from_slice(&[
         // layers[0]
@@ -183,10 +234,10 @@ fn golden_f32() -> Vec<u8> {
     ]);
     assert_eq!(payload.len(), 86);
     let mut blob = vec![0x54, 0x50, 0x50, 0x4F, 0x01, 0x00];
-    blob.extend_from_slice(&F32_ID.to_le_bytes());
+    blob.extend_from_slice(&V1_F32_ID.to_le_bytes());
     blob.extend_from_slice(&[0x56, 0x00, 0x00, 0x00]); // 86
     blob.extend_from_slice(&payload);
-    blob.extend_from_slice(&F32_CRC.to_le_bytes());
+    blob.extend_from_slice(&V1_F32_CRC.to_le_bytes());
     assert_eq!(blob.len(), 104);
     blob
 }
@@ -198,10 +249,14 @@ fn fuzz_seeds_are_the_golden_blobs() {
     let blob_f32 = include_bytes!("../../fuzz/corpus/blob/seed-tiny-f32");
     let payload_int8 = include_bytes!("../../fuzz/corpus/payload/seed-tiny-int8");
     let payload_f32 = include_bytes!("../../fuzz/corpus/payload/seed-tiny-f32");
-    assert_eq!(&blob_int8[..], &golden_int8()[..]);
-    assert_eq!(&blob_f32[..], &golden_f32()[..]);
-    assert_eq!(&payload_int8[..], payload_of(&golden_int8()));
-    assert_eq!(&payload_f32[..], payload_of(&golden_f32()));
+    assert_eq!(&blob_int8[..], &golden_v1_int8()[..]);
+    assert_eq!(&blob_f32[..], &golden_v1_f32()[..]);
+    assert_eq!(&payload_int8[..], payload_of(&golden_v1_int8()));
+    assert_eq!(&payload_f32[..], payload_of(&golden_v1_f32()));
+    let v2_int8 = include_bytes!("../../fuzz/corpus/blob/seed-tiny-v2-int8");
+    let v2_f32 = include_bytes!("../../fuzz/corpus/blob/seed-tiny-v2-f32");
+    assert_eq!(&v2_int8[..], &golden_int8()[..]);
+    assert_eq!(&v2_f32[..], &golden_f32()[..]);
 }
 
 #[test]
@@ -216,6 +271,8 @@ fn golden_ids_and_crcs_are_crc32c() {
     for (golden, id, crc) in [
         (golden_int8(), INT8_ID, INT8_CRC),
         (golden_f32(), F32_ID, F32_CRC),
+        (golden_v1_int8(), V1_INT8_ID, V1_INT8_CRC),
+        (golden_v1_f32(), V1_F32_ID, V1_F32_CRC),
     ] {
         let body_end = golden.len() - 4;
         assert_eq!(
@@ -244,7 +301,38 @@ fn golden_int8_blob_bytes() {
     let blob = Blob::parse(&enc).unwrap();
     assert_eq!(blob.policy_id, INT8_ID);
     assert_eq!(blob.encoding, Encoding::Int8);
-    assert_eq!(Policy::<2, 1, 2>::from_bytes(&enc).unwrap().id(), INT8_ID);
+    assert_eq!((blob.version, blob.plant_code()), (2, Some(0x80)));
+    assert_eq!(blob.safe_action().collect::<Vec<_>>(), [-2.0]);
+    let p = Policy::<2, 1, 2>::from_bytes(&enc).unwrap();
+    assert_eq!(
+        (p.id(), p.plant_code(), p.safe_action()),
+        (INT8_ID, Some(0x80), [-2.0])
+    );
+}
+
+/// Blobs exported before format v2 still load: no plant, the midpoint as
+/// the safe action, and exactly the same means as the v2 blob of the same
+/// weights (the v2 fields do not change inference).
+#[test]
+fn v1_blobs_still_load_and_compute_the_same() {
+    for (v1, v2) in [
+        (golden_v1_int8(), golden_int8()),
+        (golden_v1_f32(), golden_f32()),
+    ] {
+        let b = Blob::parse(&v1).unwrap();
+        assert_eq!((b.version, b.plant_code(), b.plant), (1, None, 0xFF));
+        assert_eq!(b.safe_action().collect::<Vec<_>>(), [0.0]);
+        assert_eq!(b.extensions().count(), 0);
+        let (p1, p2) = (
+            Policy::<2, 1, 2>::from_bytes(&v1).unwrap(),
+            Policy::<2, 1, 2>::from_bytes(&v2).unwrap(),
+        );
+        assert_eq!(p1.safe_action(), [0.0]);
+        assert_eq!(p1.plant_code(), None);
+        for obs in [[1.0f32, 3.0], [-0.3, 0.7], [100.0, -50.0]] {
+            assert_eq!(p1.mean(&obs).unwrap(), p2.mean(&obs).unwrap());
+        }
+    }
 }
 
 #[test]
@@ -270,7 +358,7 @@ fn golden_blobs_compute_the_hand_derived_means() {
     //   row 0: (127·127 − 64·127)·0.5/127 + 0     =  31.5    → tanh = 1 (in f32)
     //   row 1: (1·127 − 127·127)·0.25/127 − 0.125 = −31.625  → tanh = −1
     //   out:   p = [127, −127]; (100·127 + 100·127)·2⁻⁷/127 + 0.25 = 1.5625 + 0.25 = 1.8125
-    let (int8, f32) = (golden_int8(), golden_f32());
+    let (int8, f32) = (golden_v1_int8(), golden_v1_f32());
     let p = Policy::<2, 1, 2>::from_bytes(&int8).unwrap();
     assert_eq!(p.normalize(&obs).unwrap(), [1.0, 1.0]);
     assert!((p.mean(&obs).unwrap()[0] - 1.8125).abs() < 1e-6);
@@ -323,7 +411,12 @@ fn encoder_matches_the_independent_writer() {
 
 #[test]
 fn every_truncation_is_truncated() {
-    for blob in [golden_int8(), golden_f32()] {
+    for blob in [
+        golden_int8(),
+        golden_f32(),
+        golden_v1_int8(),
+        golden_v1_f32(),
+    ] {
         for n in 0..blob.len() {
             let err = Blob::parse(&blob[..n]).unwrap_err();
             let needed = if n < 14 { 18 } else { blob.len() };
@@ -379,7 +472,13 @@ fn expected_flip_error(blob: &[u8], offset: usize, bit: u32) -> FormatError {
 fn every_single_bit_flip_is_rejected_with_the_error_of_its_offset() {
     let mut rng = TestRng::new(5);
     let net = Net::random(&mut rng, 3, 2, &[5, 4], Activation::Tanh, (-1.0, 0.0));
-    for blob in [golden_int8(), golden_f32(), net.encode_int8()] {
+    for blob in [
+        golden_int8(),
+        golden_f32(),
+        golden_v1_int8(),
+        golden_v1_f32(),
+        net.encode_int8(),
+    ] {
         for offset in 0..blob.len() {
             for bit in 0..8 {
                 let mut b = blob.clone();
@@ -401,7 +500,7 @@ fn every_single_bit_flip_is_rejected_with_the_error_of_its_offset() {
 fn wrong_policy_id_with_valid_crc_is_policy_id_mismatch() {
     let blob = golden_int8();
     let payload = payload_of(&blob);
-    let bad = frame_with(payload, 1, INT8_ID ^ 1);
+    let bad = frame_with(payload, 2, INT8_ID ^ 1);
     assert_eq!(
         Blob::parse(&bad).unwrap_err(),
         FormatError::PolicyIdMismatch {
@@ -414,7 +513,7 @@ fn wrong_policy_id_with_valid_crc_is_policy_id_mismatch() {
 #[test]
 fn unknown_versions_are_unsupported() {
     let blob = golden_int8();
-    for version in [0u16, 2, 0x0100, u16::MAX] {
+    for version in [0u16, 3, 0x0100, u16::MAX] {
         let bad = frame_with(payload_of(&blob), version, INT8_ID);
         assert_eq!(
             Blob::parse(&bad).unwrap_err(),
@@ -442,8 +541,8 @@ fn bad_magic_and_trailing_bytes() {
     assert_eq!(
         Blob::parse(&b).unwrap_err(),
         FormatError::TrailingBytes {
-            expected: 98,
-            found: 99
+            expected: 105,
+            found: 106
         }
     );
     // An announced length near u32::MAX is a truncation, not an overflow.
@@ -453,13 +552,18 @@ fn bad_magic_and_trailing_bytes() {
         Blob::parse(&b).unwrap_err(),
         FormatError::Truncated {
             needed: 18 + u32::MAX as usize,
-            found: 98
+            found: 105
         }
     );
 }
 
 // ---------------------------------------------------------------------------
 // Payload errors: blobs with a valid id and CRC, so payload validation runs.
+
+/// `payload` framed as a v2 blob (the test nets' payloads are v2).
+fn frame_v2(payload: &[u8]) -> Vec<u8> {
+    crate::util::frame_v(payload, 2)
+}
 
 /// obs 3, act 2, hidden [4, 5], tanh: the base of the payload-error cases.
 fn base() -> Net {
@@ -958,11 +1062,14 @@ fn malformed_payloads() {
     // A byte left over after the last layer.
     let mut p = good.clone();
     p.push(0);
-    assert_eq!(Blob::parse(&frame(&p)).unwrap_err(), FormatError::Malformed);
+    assert_eq!(
+        Blob::parse(&frame_v2(&p)).unwrap_err(),
+        FormatError::Malformed
+    );
     // The payload ends inside a field.
     for n in [0, 1, 5, 30, good.len() - 1] {
         assert_eq!(
-            Blob::parse(&frame(&good[..n])).unwrap_err(),
+            Blob::parse(&frame_v2(&good[..n])).unwrap_err(),
             FormatError::Malformed,
             "{n}"
         );
@@ -970,17 +1077,26 @@ fn malformed_payloads() {
     // obs_dim: a u16 varint longer than 3 bytes, and one that overflows u16.
     let mut p = vec![0xFF, 0xFF, 0xFF, 0x01];
     p.extend_from_slice(&good[1..]);
-    assert_eq!(Blob::parse(&frame(&p)).unwrap_err(), FormatError::Malformed);
+    assert_eq!(
+        Blob::parse(&frame_v2(&p)).unwrap_err(),
+        FormatError::Malformed
+    );
     let mut p = vec![0xFF, 0xFF, 0x04];
     p.extend_from_slice(&good[1..]);
-    assert_eq!(Blob::parse(&frame(&p)).unwrap_err(), FormatError::Malformed);
+    assert_eq!(
+        Blob::parse(&frame_v2(&p)).unwrap_err(),
+        FormatError::Malformed
+    );
     // A byte string whose length runs past the payload.
     let mut r = base().raw_f32();
     r.layers[2].bias.clear();
     let mut p = r.encode();
     let at = p.len() - 1;
     p[at] = 0x7F;
-    assert_eq!(Blob::parse(&frame(&p)).unwrap_err(), FormatError::Malformed);
+    assert_eq!(
+        Blob::parse(&frame_v2(&p)).unwrap_err(),
+        FormatError::Malformed
+    );
 }
 
 #[test]
@@ -992,7 +1108,7 @@ fn non_canonical_varints_are_accepted_but_change_the_id() {
     let good = net.raw_f32().encode();
     let mut p = vec![0x83, 0x00];
     p.extend_from_slice(&good[1..]);
-    let (fa, fb) = (frame(&good), frame(&p));
+    let (fa, fb) = (frame_v2(&good), frame_v2(&p));
     let (a, b) = (Blob::parse(&fa).unwrap(), Blob::parse(&fb).unwrap());
     assert_eq!(a.obs_dim, b.obs_dim);
     assert_ne!(a.policy_id, b.policy_id);
@@ -1050,7 +1166,7 @@ fn framing_errors_display() {
             "truncated",
         ),
         (FormatError::BadMagic, "magic"),
-        (FormatError::UnsupportedVersion { found: 2 }, "version 2"),
+        (FormatError::UnsupportedVersion { found: 3 }, "version 3"),
         (
             FormatError::TrailingBytes {
                 expected: 98,
@@ -1131,10 +1247,10 @@ fn encode_refuses_what_parse_refuses() {
         },
     ];
     assert_eq!(
-        format::encode(&tiny_spec(&ok), &mut buf[..103]),
+        format::encode(&tiny_spec(&ok), &mut buf[..110]),
         Err(EncodeError::BufferTooSmall)
     );
-    assert_eq!(format::encode(&tiny_spec(&ok), &mut buf[..104]), Ok(104));
+    assert_eq!(format::encode(&tiny_spec(&ok), &mut buf[..111]), Ok(111));
     for e in [
         EncodeError::BufferTooSmall,
         EncodeError::MixedEncoding,

@@ -49,6 +49,7 @@ fn extreme(encoding: u8, sign: f32) -> RawPayload {
             layer(W, W, 1.0),
             layer(1, W, sign),
         ],
+        v2: None,
     }
 }
 

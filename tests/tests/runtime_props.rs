@@ -9,7 +9,7 @@ use tinyppo_runtime::{
     rng, ActError, Activation, BlobSpec, Encoding, LayerSpec, Policy, WeightsSpec,
 };
 
-use crate::util::{crc32c_ref, f32_bytes, frame, Net, RawLayer, RawPayload, TestRng};
+use crate::util::{crc32c_ref, f32_bytes, frame, Net, RawLayer, RawPayload, RawTail, TestRng};
 
 // ---------------------------------------------------------------------------
 // Random valid specs.
@@ -61,6 +61,9 @@ impl GenSpec {
             action_high: &self.high,
             log_std: &self.log_std,
             layers: &layers,
+            plant: 0x81,
+            safe_action: &self.low,
+            extensions: &[],
         };
         let mut buf = vec![0u8; max_encoded_len(&spec)];
         let n = format::encode(&spec, &mut buf).expect("a generated spec is valid");
@@ -98,6 +101,11 @@ impl GenSpec {
                     },
                 })
                 .collect(),
+            v2: Some(RawTail {
+                plant: 0x81,
+                safe_action: f32_bytes(&self.low),
+                extensions: vec![],
+            }),
         }
     }
 }
@@ -348,7 +356,9 @@ proptest! {
         // The runtime's encoder and the test's writer agree byte for byte.
         prop_assert_eq!(&blob, &s.raw().blob());
         let b = Blob::parse(&blob).unwrap();
-        prop_assert_eq!(b.version, 1);
+        prop_assert_eq!(b.version, 2);
+        prop_assert_eq!(b.plant_code(), Some(0x81));
+        prop_assert_eq!(b.safe_action_bytes, &f32_bytes(&s.low)[..]);
         prop_assert_eq!(b.len, blob.len());
         prop_assert_eq!(b.policy_id, crc32c_ref(&blob[14..blob.len() - 4]));
         prop_assert_eq!((b.obs_dim, b.act_dim), (s.obs_dim, s.act_dim));

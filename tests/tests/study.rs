@@ -8,19 +8,18 @@ use std::path::Path;
 use tinyppo_runtime::rng::seeded;
 use tinyppo_trainer::checkpoint;
 use tinyppo_trainer::config;
-use tinyppo_trainer::env::{make_env, Env};
+use tinyppo_trainer::env::Env;
 use tinyppo_trainer::pg::{
     collect_episodes, episode_score_grads, logp_grad, optimal_baseline, policy_gradient,
     reward_to_go, Baseline, Estimator, PgOptions, ReturnKind,
 };
-use tinyppo_trainer::ppo::Trainer;
 use tinyppo_trainer::study::{
     self, cosine, fixed_baseline_gradient, leave_one_out_gradient, total_variance, GradStats, Row,
     StudyConfig, StudyPolicy, ValueFitConfig,
 };
 
 use crate::cli::run;
-use crate::trainer_util::{tiny_config, TempDir};
+use crate::trainer_util::{new_trainer, plant, tiny_config, TempDir};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
@@ -54,16 +53,16 @@ fn study_total_variance_matches_hand_computation() {
 #[test]
 fn study_fresh_policy_is_the_trainers_initial_policy() {
     let mut rng = seeded(7);
-    let p = StudyPolicy::fresh("cartpole", 7, &mut rng).expect("fresh");
-    let cfg = config::resolve("cartpole", None, &["seed=7".into()]).expect("config");
-    let t = Trainer::new(cfg).expect("trainer");
+    let p = StudyPolicy::fresh(&plant("cartpole"), 7, &mut rng).expect("fresh");
+    let cfg = config::resolve(&plant("cartpole"), None, &["seed=7".into()]).expect("config");
+    let t = new_trainer(cfg).expect("trainer");
     assert_eq!(p.model.params, t.state.model.params);
     assert!(!p.norm.update, "the study must not move the obs statistics");
 }
 
 fn small_study(seed: u64) -> study::StudyResult {
     let mut rng = seeded(seed);
-    let policy = StudyPolicy::fresh("pendulum", seed, &mut rng).expect("fresh");
+    let policy = StudyPolicy::fresh(&plant("pendulum"), seed, &mut rng).expect("fresh");
     let cfg = StudyConfig {
         batches: 3,
         episodes_per_batch: 2,
@@ -218,7 +217,7 @@ fn study_cli_json_and_checkpoint() {
     let tmp = TempDir::new("study-ck");
     let run_dir = tmp.path().join("run");
     std::fs::create_dir_all(&run_dir).expect("mkdir");
-    let t = Trainer::new(tiny_config(5)).expect("trainer");
+    let t = new_trainer(tiny_config(5)).expect("trainer");
     checkpoint::save(&run_dir, &t.state).expect("save");
     let out = cli_study(
         &tmp.path().join("out"),
@@ -266,7 +265,7 @@ fn study_cli_bad_input_is_named() {
     let e = study_fails(&["--env", "pendulum", "--episodes-per-batch", "0", "--out", o]);
     assert!(e.contains("--episodes-per-batch must be at least 1"), "{e}");
     let e = study_fails(&["--env", "acrobot", "--out", o]);
-    assert!(e.contains("unknown env \"acrobot\""), "{e}");
+    assert!(e.contains("unknown plant \"acrobot\""), "{e}");
     let e = study_fails(&["--out", o]);
     assert!(e.contains("--env"), "{e}");
     // Missing, corrupt and mismatched checkpoints name the file.
@@ -281,7 +280,7 @@ fn study_cli_bad_input_is_named() {
     assert!(e.contains(s(&bad.join("checkpoint.bin"))), "{e}");
     let good = tmp.path().join("good");
     std::fs::create_dir_all(&good).expect("mkdir");
-    let t = Trainer::new(tiny_config(5)).expect("trainer");
+    let t = new_trainer(tiny_config(5)).expect("trainer");
     checkpoint::save(&good, &t.state).expect("save");
     let e = study_fails(&["--env", "cartpole", "--checkpoint", s(&good), "--out", o]);
     assert!(e.contains("--env cartpole does not match"), "{e}");
@@ -298,8 +297,8 @@ fn study_diagnostic_rows_match_naive_recomputation() {
     // Cartpole: episodes of different lengths, so some steps are reached
     // by fewer than N episodes.
     let mut rng = seeded(11);
-    let policy = StudyPolicy::fresh("cartpole", 11, &mut rng).expect("fresh");
-    let mut envs: Vec<Box<dyn Env>> = (0..5).map(|_| make_env("cartpole").expect("env")).collect();
+    let policy = StudyPolicy::fresh(&plant("cartpole"), 11, &mut rng).expect("fresh");
+    let mut envs: Vec<Box<dyn Env>> = (0..5).map(|_| plant("cartpole").make_env()).collect();
     let mut rms = policy.obs_rms.clone();
     let batch = collect_episodes(&policy.model, &mut envs, &mut rms, policy.norm, &mut rng);
     let n = batch.episodes();

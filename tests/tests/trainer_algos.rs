@@ -4,19 +4,18 @@
 //! exports a blob the runtime runs, and bad combinations are refused.
 
 use ndarray::ArrayView2;
-use tinyppo_trainer::config::{resolve, AdvantageKind, Algo, PpoConfig};
-use tinyppo_trainer::evaluate::eval_blob;
+use tinyppo_trainer::algo::{Trainer, UpdateMetrics};
+use tinyppo_trainer::config::{resolve, AdvantageKind, Algo, ReinforceParams, TrainConfig};
 use tinyppo_trainer::export::{export_blob, Quant};
 use tinyppo_trainer::loss::{ppo_loss, LossCoefs, Minibatch, Workspace};
 use tinyppo_trainer::mlp::{Act, Cache};
 use tinyppo_trainer::model::{gaussian_log_prob, ActorCritic};
 use tinyppo_trainer::pg::{logp_grad, Baseline, ReturnKind, ValueTarget};
-use tinyppo_trainer::ppo::{Trainer, UpdateMetrics};
 
-use crate::trainer_util::{normal, rng, tiny_config};
+use crate::trainer_util::{new_trainer, normal, plant, rng, tiny_config};
 
-fn run_all(cfg: PpoConfig) -> (Vec<UpdateMetrics>, Trainer) {
-    let mut t = Trainer::new(cfg).expect("trainer");
+fn run_all(cfg: TrainConfig) -> (Vec<UpdateMetrics>, Trainer) {
+    let mut t = new_trainer(cfg).expect("trainer");
     let mut rows = Vec::new();
     while !t.done() {
         rows.push(t.step_update().expect("update"));
@@ -24,14 +23,17 @@ fn run_all(cfg: PpoConfig) -> (Vec<UpdateMetrics>, Trainer) {
     (rows, t)
 }
 
-fn reinforce(env: &str, steps: u64, ret: ReturnKind, b: Baseline) -> PpoConfig {
-    PpoConfig {
+fn reinforce(env: &str, steps: u64, ret: ReturnKind, b: Baseline) -> TrainConfig {
+    TrainConfig {
         env: env.into(),
         algo: Algo::Reinforce,
         total_timesteps: steps,
         num_envs: 4,
-        pg_return: ret,
-        baseline: b,
+        reinforce: ReinforceParams {
+            pg_return: ret,
+            baseline: b,
+            ..ReinforceParams::default()
+        },
         ..tiny_config(3)
     }
 }
@@ -99,13 +101,13 @@ fn algos_surrogate_at_old_policy_is_vanilla_policy_gradient() {
 
 #[test]
 fn algos_a2c_takes_one_unclipped_step_per_rollout() {
-    let cfg = PpoConfig {
+    let cfg = TrainConfig {
         algo: Algo::A2c,
-        update_epochs: 1,
-        num_minibatches: 1,
         num_steps: 8,
         ..tiny_config(5)
     };
+    // tiny_config's [ppo] has 2 epochs of 4 minibatches: A2C reads none.
+    assert_eq!(cfg.epochs_and_minibatches(), (1, 1));
     let (rows, _) = run_all(cfg.clone());
     assert_eq!(rows.len(), 512 / 16);
     for m in &rows {
@@ -119,7 +121,7 @@ fn algos_a2c_takes_one_unclipped_step_per_rollout() {
         );
     }
     // The n-step advantages drive the same loop.
-    let (rows, _) = run_all(PpoConfig {
+    let (rows, _) = run_all(TrainConfig {
         advantage: AdvantageKind::Nstep,
         n_step: 3,
         ..cfg
@@ -160,23 +162,24 @@ fn algos_every_variant_trains_and_exports_a_runtime_blob() {
     ] {
         cfgs.push(reinforce("cartpole", 300, ret, b));
     }
-    cfgs.push(PpoConfig {
-        value_target: ValueTarget::Bootstrap,
-        ..reinforce("cartpole", 300, ReturnKind::RewardToGo, Baseline::Value)
-    });
-    cfgs.push(PpoConfig {
+    let mut boot = reinforce("cartpole", 300, ReturnKind::RewardToGo, Baseline::Value);
+    boot.reinforce.value_target = ValueTarget::Bootstrap;
+    cfgs.push(boot);
+    cfgs.push(TrainConfig {
         algo: Algo::A2c,
-        update_epochs: 1,
-        num_minibatches: 1,
         ..tiny_config(4)
     });
     cfgs.push(tiny_config(4));
     for cfg in cfgs {
         let what = format!(
             "{:?} {:?} {:?} {:?} on {}",
-            cfg.algo, cfg.pg_return, cfg.baseline, cfg.value_target, cfg.env
+            cfg.algo,
+            cfg.reinforce.pg_return,
+            cfg.reinforce.baseline,
+            cfg.reinforce.value_target,
+            cfg.env
         );
-        let fresh = Trainer::new(cfg.clone())
+        let fresh = new_trainer(cfg.clone())
             .expect("trainer")
             .state
             .model
@@ -196,11 +199,14 @@ fn algos_every_variant_trains_and_exports_a_runtime_blob() {
             "{what}: actor did not move"
         );
         let critic_moved = fresh[p..] != t.state.model.params[p..];
-        let trains_critic = cfg.algo != Algo::Reinforce || cfg.baseline == Baseline::Value;
+        let trains_critic =
+            cfg.algo != Algo::Reinforce || cfg.reinforce.baseline == Baseline::Value;
         assert_eq!(critic_moved, trains_critic, "{what}: critic");
         for quant in [Quant::Int8, Quant::F32] {
-            let blob = export_blob(&t.state, quant).expect("export");
-            let rets = eval_blob(&blob, &cfg.env, 2, 1, false).expect("runtime eval");
+            let blob = export_blob(&t.state, &t.plant, quant).expect("export");
+            let rets = plant(&cfg.env)
+                .eval_blob(&blob, 2, 1, false)
+                .expect("runtime eval");
             assert!(rets.iter().all(|r| r.is_finite()), "{what}: {rets:?}");
         }
     }
@@ -210,7 +216,7 @@ fn algos_every_variant_trains_and_exports_a_runtime_blob() {
 /// mean return of the last updates is well above the first update's.
 #[test]
 fn algos_reinforce_learns_cartpole() {
-    let cfg = PpoConfig {
+    let cfg = TrainConfig {
         actor_hidden: vec![64, 64],
         critic_hidden: vec![64, 64],
         ..reinforce("cartpole", 30_000, ReturnKind::RewardToGo, Baseline::Value)
@@ -228,34 +234,49 @@ fn algos_reinforce_learns_cartpole() {
 #[test]
 fn algos_presets_layer_and_bad_combinations_are_refused() {
     let set = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let a2c = resolve("pendulum", None, &set(&["algo=\"a2c\""])).expect("a2c preset");
+    let a2c = resolve(&plant("pendulum"), None, &set(&["algo=\"a2c\""])).expect("a2c preset");
     assert_eq!(
-        (a2c.algo, a2c.update_epochs, a2c.num_minibatches),
-        (Algo::A2c, 1, 1)
+        (a2c.algo, a2c.epochs_and_minibatches(), a2c.num_steps),
+        (Algo::A2c, (1, 1), 8)
     );
     // The plant preset's keys survive where the algorithm preset is silent,
     // and the user's --set wins over both.
     assert_eq!(a2c.gamma, 0.95);
-    let a2c16 = resolve("pendulum", None, &set(&["algo=\"a2c\"", "num_steps=16"])).expect("a2c");
+    let a2c16 = resolve(
+        &plant("pendulum"),
+        None,
+        &set(&["algo=\"a2c\"", "num_steps=16"]),
+    )
+    .expect("a2c");
     assert_eq!(a2c16.num_steps, 16);
-    let ppo = resolve("pendulum", None, &[]).expect("ppo");
-    assert_eq!((ppo.algo, ppo.update_epochs), (Algo::Ppo, 10));
+    let ppo = resolve(&plant("pendulum"), None, &[]).expect("ppo");
+    assert_eq!((ppo.algo, ppo.ppo.update_epochs), (Algo::Ppo, 10));
+    assert_eq!(ppo.epochs_and_minibatches(), (10, 16));
+    // A group key merges into the preset's group.
+    let p = resolve(&plant("pendulum"), None, &set(&["ppo.clip_coef=0.1"])).expect("ppo.");
+    assert_eq!((p.ppo.clip_coef, p.ppo.target_kl), (0.1, 0.03));
 
     for (sets, needle) in [
         (
-            &["algo=\"a2c\"", "update_epochs=3"][..],
-            "update_epochs and num_minibatches must be 1",
+            &["algo=\"a2c\"", "ppo.update_epochs=3"][..],
+            "ppo.update_epochs applies to algo ppo only",
+        ),
+        (&["update_epochs=3"][..], "it is ppo.update_epochs"),
+        (
+            &["algo=\"reinforce\"", "reinforce.baseline=\"optimal\""][..],
+            "reinforce.pg_return = \"full\"",
         ),
         (
-            &["algo=\"reinforce\"", "baseline=\"optimal\""][..],
-            "pg_return = \"full\"",
+            &["reinforce.baseline=\"mean\""][..],
+            "reinforce.baseline applies to algo reinforce only",
         ),
+        (&["ppo.clip_coef=\"big\""][..], "--set ppo.clip_coef"),
         (&["algo=\"sarsa\""][..], "expected ppo, a2c or reinforce"),
         (&["n_step=0"][..], "n_step"),
     ] {
         let e = format!(
             "{:#}",
-            resolve("cartpole", None, &set(sets)).expect_err("refused")
+            resolve(&plant("cartpole"), None, &set(sets)).expect_err("refused")
         );
         assert!(e.contains(needle), "{sets:?}: {e}");
     }

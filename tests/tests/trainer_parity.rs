@@ -19,12 +19,12 @@
 
 use ndarray::Array2;
 use tinyppo_runtime::Policy;
+use tinyppo_trainer::algo::Trainer;
 use tinyppo_trainer::export::{export_blob, quantize_rows, Quant};
 use tinyppo_trainer::mlp::{Act, Cache};
 use tinyppo_trainer::normalize::normalize_obs;
-use tinyppo_trainer::ppo::Trainer;
 
-use crate::trainer_util::{random_params, rng, tiny_config, uniform};
+use crate::trainer_util::{new_trainer, random_params, rng, tiny_config, uniform};
 
 /// A trainer whose actor is re-randomised (the 0.01 head gain would make
 /// the mean ~0 and the comparison vacuous) and whose observation
@@ -33,7 +33,7 @@ fn trainer(act: Act, seed: u64) -> Trainer {
     let mut cfg = tiny_config(seed);
     cfg.actor_hidden = vec![64, 48];
     cfg.activation = act;
-    let mut t = Trainer::new(cfg).expect("trainer");
+    let mut t = new_trainer(cfg).expect("trainer");
     let mut r = rng(seed);
     let m = &mut t.state.model;
     let actor = random_params(&m.actor, 1.0, &mut r);
@@ -175,7 +175,7 @@ fn check_parity(act: Act, seed: u64) {
         "outputs too small to compare: max |μ| = {spread}"
     );
 
-    let f32_blob = export_blob(&t.state, Quant::F32).expect("export f32");
+    let f32_blob = export_blob(&t.state, &t.plant, Quant::F32).expect("export f32");
     let p = Policy::<3, 1, 256>::from_bytes(&f32_blob).expect("f32 blob loads");
     assert_eq!(p.log_std(), &[-0.7]);
     let mut worst = 0.0f32;
@@ -188,7 +188,7 @@ fn check_parity(act: Act, seed: u64) {
     );
     assert!(worst <= 1e-5, "{act:?} f32 blob: error {worst}");
 
-    let i8_blob = export_blob(&t.state, Quant::Int8).expect("export int8");
+    let i8_blob = export_blob(&t.state, &t.plant, Quant::Int8).expect("export int8");
     let p = Policy::<3, 1, 256>::from_bytes(&i8_blob).expect("int8 blob loads");
     let (mut worst_err, mut worst_ratio, mut worst_bound) = (0.0f64, 0.0f64, 0.0f64);
     for (i, (o, &want)) in obs.iter().zip(&mu).enumerate() {
@@ -242,7 +242,7 @@ fn trainer_export_without_obs_normalization() {
     // the raw observation (clip at the format's largest value).
     let mut t = trainer(Act::Tanh, 52);
     t.state.cfg.norm_obs = false;
-    let blob = export_blob(&t.state, Quant::F32).expect("export");
+    let blob = export_blob(&t.state, &t.plant, Quant::F32).expect("export");
     let p = Policy::<3, 1, 256>::from_bytes(&blob).expect("loads");
     let o = [0.5f32, -0.5, 3.0];
     let x = Array2::from_shape_vec((1, 3), o.to_vec()).expect("row");

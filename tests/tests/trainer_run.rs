@@ -2,11 +2,11 @@
 //! round-trips, divergence handling.
 
 use rand::RngCore;
+use tinyppo_trainer::algo::{TrainState, Trainer, UpdateMetrics};
 use tinyppo_trainer::checkpoint;
 use tinyppo_trainer::export::{export_blob, Quant};
-use tinyppo_trainer::ppo::{TrainState, Trainer, UpdateMetrics};
 
-use crate::trainer_util::tiny_config;
+use crate::trainer_util::{new_trainer, plant, tiny_config};
 
 /// Every field of the metrics except the wall-clock `sps`, as bits (so NaN
 /// compares equal to NaN and -0.0 differs from 0.0).
@@ -32,7 +32,7 @@ fn fingerprint(m: &UpdateMetrics) -> Vec<u64> {
 }
 
 fn run(seed: u64) -> (Vec<UpdateMetrics>, Trainer) {
-    let mut t = Trainer::new(tiny_config(seed)).expect("trainer");
+    let mut t = new_trainer(tiny_config(seed)).expect("trainer");
     let mut rows = Vec::new();
     while !t.done() {
         rows.push(t.step_update().expect("update"));
@@ -53,7 +53,7 @@ fn trainer_same_seed_same_run() {
     assert_eq!(ta.state.global_step, 512);
     assert_eq!(a.last().map(|m| m.global_step), Some(512));
     // The run did something: parameters moved and losses are finite.
-    let fresh = Trainer::new(tiny_config(7)).expect("trainer");
+    let fresh = new_trainer(tiny_config(7)).expect("trainer");
     assert_ne!(fresh.state.model.params, ta.state.model.params);
     for m in &a {
         assert!(m.pg_loss.is_finite() && m.v_loss.is_finite() && m.approx_kl.is_finite());
@@ -102,7 +102,7 @@ fn assert_same_state(a: &TrainState, b: &TrainState) {
 fn trainer_checkpoint_round_trip() {
     let mut cfg = tiny_config(10);
     cfg.total_timesteps = 1024;
-    let mut t = Trainer::new(cfg).expect("trainer");
+    let mut t = new_trainer(cfg).expect("trainer");
     for _ in 0..2 {
         t.step_update().expect("update");
     }
@@ -113,8 +113,8 @@ fn trainer_checkpoint_round_trip() {
     assert_eq!(checkpoint::to_bytes(&back).expect("serialize"), bytes);
 
     // A resumed run continues exactly like the original state would.
-    let mut a = Trainer::from_state(t.state.clone()).expect("from state");
-    let mut b = Trainer::from_state(back).expect("from state");
+    let mut a = Trainer::from_state(t.state.clone(), &plant("pendulum")).expect("from state");
+    let mut b = Trainer::from_state(back, &plant("pendulum")).expect("from state");
     let (ma, mb) = (a.step_update().expect("a"), b.step_update().expect("b"));
     assert_eq!(fingerprint(&ma), fingerprint(&mb));
     assert_eq!(a.state.model.params, b.state.model.params);
@@ -152,7 +152,7 @@ fn trainer_checkpoint_round_trip() {
 #[test]
 fn trainer_checkpoint_save_load_files() {
     let dir = crate::trainer_util::TempDir::new("ckpt");
-    let t = Trainer::new(tiny_config(11)).expect("trainer");
+    let t = new_trainer(tiny_config(11)).expect("trainer");
     checkpoint::save(dir.path(), &t.state).expect("save");
     let back = checkpoint::load(dir.path()).expect("load");
     assert_same_state(&t.state, &back);
@@ -174,7 +174,7 @@ fn trainer_checkpoint_save_load_files() {
 fn trainer_divergence_is_an_error_naming_the_quantity() {
     let mut cfg = tiny_config(12);
     cfg.learning_rate = 1e30;
-    let mut t = Trainer::new(cfg).expect("trainer");
+    let mut t = new_trainer(cfg).expect("trainer");
     let err = loop {
         assert!(!t.done(), "a learning rate of 1e30 did not diverge");
         if let Err(e) = t.step_update() {
@@ -198,14 +198,14 @@ fn trainer_divergence_is_an_error_naming_the_quantity() {
 
 #[test]
 fn trainer_export_refuses_non_finite_parameters() {
-    let mut t = Trainer::new(tiny_config(13)).expect("trainer");
-    assert!(export_blob(&t.state, Quant::Int8).is_ok());
+    let mut t = new_trainer(tiny_config(13)).expect("trainer");
+    assert!(export_blob(&t.state, &t.plant, Quant::Int8).is_ok());
     t.state.model.params[5] = f32::NAN;
     let err = format!(
         "{:#}",
-        export_blob(&t.state, Quant::Int8).expect_err("NaN exported")
+        export_blob(&t.state, &t.plant, Quant::Int8).expect_err("NaN exported")
     );
     assert!(err.contains("parameter 5"), "{err}");
     t.state.model.params[5] = f32::INFINITY;
-    assert!(export_blob(&t.state, Quant::F32).is_err());
+    assert!(export_blob(&t.state, &t.plant, Quant::F32).is_err());
 }

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rand::Rng;
 use tinyppo_runtime::gaussian::standard_normals;
 use tinyppo_runtime::rng::{seeded, DefaultRng};
-use tinyppo_trainer::config::PpoConfig;
+use tinyppo_trainer::config::{PpoParams, TrainConfig};
 use tinyppo_trainer::mlp::Mlp;
+use tinyppo_trainer::registry::{RegisteredPlant, Registry};
 
 /// The tests' generator (the runtime's xoshiro128++, seeded).
 pub fn rng(seed: u64) -> DefaultRng {
@@ -157,22 +158,39 @@ pub fn integrate(g: impl Fn(f64) -> f64) -> f64 {
 
 /// A run small enough for a test: pendulum, 2 envs × 64 steps, 4
 /// minibatches, 2 epochs, 512 steps (4 updates), 16-wide networks.
-pub fn tiny_config(seed: u64) -> PpoConfig {
-    PpoConfig {
+pub fn tiny_config(seed: u64) -> TrainConfig {
+    TrainConfig {
         env: "pendulum".into(),
         seed,
         total_timesteps: 512,
         num_envs: 2,
         num_steps: 64,
-        num_minibatches: 4,
-        update_epochs: 2,
+        ppo: PpoParams {
+            num_minibatches: 4,
+            update_epochs: 2,
+            ..PpoParams::default()
+        },
         actor_hidden: vec![16, 16],
         critic_hidden: vec![16, 16],
         learning_rate: 1e-3,
         gamma: 0.9,
         eval_episodes: 2,
-        ..PpoConfig::default()
+        ..TrainConfig::default()
     }
+}
+
+/// The built-in plant `name`, through the registry every command uses.
+pub fn plant(name: &str) -> RegisteredPlant {
+    Registry::builtin()
+        .get(name)
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .clone()
+}
+
+/// A fresh run of `cfg` on its registered plant.
+pub fn new_trainer(cfg: TrainConfig) -> anyhow::Result<tinyppo_trainer::algo::Trainer> {
+    let p = plant(&cfg.env);
+    tinyppo_trainer::algo::Trainer::new(cfg, &p)
 }
 
 /// A directory under cargo's per-target scratch space, removed on drop.

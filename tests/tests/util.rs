@@ -38,6 +38,11 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
     frame_with(payload, 1, crc32c_ref(payload))
 }
 
+/// Frames `payload` as a blob of `version` with a correct policy id and CRC.
+pub fn frame_v(payload: &[u8], version: u16) -> Vec<u8> {
+    frame_with(payload, version, crc32c_ref(payload))
+}
+
 /// Frames `payload` with any version and policy id; the length and the
 /// trailer CRC are always correct, so parsing gets past the checksum.
 pub fn frame_with(payload: &[u8], version: u16, policy_id: u32) -> Vec<u8> {
@@ -125,6 +130,30 @@ pub struct RawPayload {
     pub action_high: Vec<u8>,
     pub log_std: Vec<u8>,
     pub layers: Vec<RawLayer>,
+    /// The fields format v2 appends (`None`: a v1 payload).
+    pub v2: Option<RawTail>,
+}
+
+/// The v2 fields after the layers, unchecked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTail {
+    /// `plant`, a raw byte.
+    pub plant: u8,
+    /// `safe_action`, a byte string of f32.
+    pub safe_action: Vec<u8>,
+    /// `extensions`: `(tag, body)` records.
+    pub extensions: Vec<(u8, Vec<u8>)>,
+}
+
+impl RawTail {
+    /// No plant named, this safe action, no extensions.
+    pub fn unspecified(safe: &[f32]) -> RawTail {
+        RawTail {
+            plant: 0xFF,
+            safe_action: f32_bytes(safe),
+            extensions: vec![],
+        }
+    }
 }
 
 impl RawPayload {
@@ -147,11 +176,19 @@ impl RawPayload {
         for l in &self.layers {
             w.bytes(&l.weights).bytes(&l.scales).bytes(&l.bias);
         }
+        if let Some(t) = &self.v2 {
+            w.u8(t.plant).bytes(&t.safe_action);
+            w.varint(t.extensions.len() as u64);
+            for (tag, body) in &t.extensions {
+                w.u8(*tag).bytes(body);
+            }
+        }
         w.0
     }
-    /// The payload framed as a blob with a valid id and CRC.
+    /// The payload framed as a blob with a valid id and CRC: version 2 with
+    /// the v2 fields, else version 1.
     pub fn blob(&self) -> Vec<u8> {
-        frame(&self.encode())
+        frame_v(&self.encode(), if self.v2.is_some() { 2 } else { 1 })
     }
 }
 
@@ -305,6 +342,9 @@ impl Net {
             action_high: &self.high,
             log_std: &self.log_std,
             layers,
+            plant: tinyppo_runtime::plants::code::UNSPECIFIED,
+            safe_action: &self.safe_action(),
+            extensions: &[],
         };
         let mut buf = vec![0u8; max_encoded_len(&spec)];
         let n = format::encode(&spec, &mut buf).expect("encode");
@@ -357,7 +397,18 @@ impl Net {
             action_high: f32_bytes(&self.high),
             log_std: f32_bytes(&self.log_std),
             layers,
+            v2: Some(RawTail::unspecified(&self.safe_action())),
         }
+    }
+
+    /// The safe action the test encoders write: the midpoint of the bounds
+    /// (what a v1 blob means).
+    pub fn safe_action(&self) -> Vec<f32> {
+        self.low
+            .iter()
+            .zip(&self.high)
+            .map(|(l, h)| 0.5 * l + 0.5 * h)
+            .collect()
     }
 
     /// The f32 payload, by the test's own writer.

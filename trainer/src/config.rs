@@ -1,16 +1,19 @@
 //! Hyperparameters, per-plant presets (TOML, like rl-baselines3-zoo) and
 //! overrides.
 //!
-//! Resolution order, later wins: [`PpoConfig::default`] ← the plant's preset
-//! (`trainer/presets/<env>.toml`) ← `--config FILE` ← `--set key=value`
-//! ← dedicated flags (`--total-steps`, `--seed`). Unknown keys are errors
-//! that name the key and the file.
+//! Resolution order, later wins: [`TrainConfig::default`] ← the plant's
+//! preset (registered with the plant, e.g. `trainer/presets/<env>.toml`)
+//! ← the algorithm's preset (`trainer/presets/algo-<name>.toml`) ←
+//! `--config FILE` ← `--set key=value` ← dedicated flags (`--total-steps`,
+//! `--seed`). Unknown keys and values of the wrong type are errors that
+//! name the key and the file (or the `--set`).
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::mlp::Act;
 use crate::pg::{Baseline, ReturnKind, ValueTarget};
+use crate::registry::RegisteredPlant;
 
 /// The training algorithm (`--algo`), from the notes' family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -47,14 +50,16 @@ pub enum AdvantageKind {
     Nstep,
 }
 
-/// Training hyperparameters (PPO's, plus the choices of the simpler
-/// algorithms). Names follow the papers and CleanRL.
+/// Training hyperparameters. Names follow the papers and CleanRL; the
+/// fields only one algorithm reads are grouped in [`ppo`](Self::ppo)
+/// (`[ppo]` in TOML, `--set ppo.clip_coef=0.1`) and
+/// [`reinforce`](Self::reinforce) (`[reinforce]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PpoConfig {
+pub struct TrainConfig {
     /// Algorithm: `ppo`, `a2c` or `reinforce`.
     pub algo: Algo,
-    /// Plant name (`pendulum`, `mountain-car`, `cartpole`, `dc-motor`).
+    /// Plant name, as registered (`tinyppo train --env NAME`).
     pub env: String,
     /// Seed of every random choice in the run.
     pub seed: u64,
@@ -66,7 +71,8 @@ pub struct PpoConfig {
     pub anneal_lr: bool,
     /// Parallel environments N.
     pub num_envs: usize,
-    /// Steps per environment per rollout.
+    /// Steps per environment per rollout (`ppo`, `a2c`; REINFORCE runs
+    /// complete episodes).
     pub num_steps: usize,
     /// Discount γ.
     pub gamma: f32,
@@ -76,32 +82,14 @@ pub struct PpoConfig {
     pub advantage: AdvantageKind,
     /// n of the n-step advantages (`advantage = "nstep"`).
     pub n_step: usize,
-    /// REINFORCE: weigh each step by the `full` return or the `reward_to_go`.
-    pub pg_return: ReturnKind,
-    /// REINFORCE baseline: `none`, `mean`, `value` (learned V) or `optimal`
-    /// (the variance-minimizing constant per parameter; full return only).
-    pub baseline: Baseline,
-    /// REINFORCE value-function targets: `mc` (reward-to-go) or
-    /// `bootstrap` (`r + γV(s')`).
-    pub value_target: ValueTarget,
-    /// Minibatches per epoch.
-    pub num_minibatches: usize,
-    /// Epochs over each rollout.
-    pub update_epochs: usize,
     /// Normalize advantages per minibatch.
     pub norm_adv: bool,
-    /// PPO clip ε of the ratio.
-    pub clip_coef: f32,
-    /// Clip the value loss around the old values with `clip_coef`.
-    pub clip_vloss: bool,
     /// Entropy bonus coefficient.
     pub ent_coef: f32,
     /// Value loss coefficient.
     pub vf_coef: f32,
     /// Global gradient-norm clip.
     pub max_grad_norm: f32,
-    /// Stop the epochs of an update early when approx-KL exceeds this (0 = off).
-    pub target_kl: f32,
     /// Hidden widths of the actor (1–3 layers, ≤ 256, for the device).
     pub actor_hidden: Vec<usize>,
     /// Hidden widths of the critic.
@@ -125,14 +113,73 @@ pub struct PpoConfig {
     /// Threads for the update: 1 = serial, 2 = actor and critic gradients
     /// in parallel. Results are bit-identical either way.
     pub threads: usize,
+    /// PPO's clipped epochs (`[ppo]`; A2C takes one full-batch step and
+    /// reads none of them; `finetune` starts from them).
+    pub ppo: PpoParams,
+    /// REINFORCE's estimator (`[reinforce]`).
+    pub reinforce: ReinforceParams,
 }
 
-impl Default for PpoConfig {
+/// PPO's update: `update_epochs` passes of `num_minibatches` minibatches
+/// through the clipped surrogate (6.37).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoParams {
+    /// Minibatches per epoch.
+    pub num_minibatches: usize,
+    /// Epochs over each rollout.
+    pub update_epochs: usize,
+    /// Clip ε of the ratio.
+    pub clip_coef: f32,
+    /// Clip the value loss around the old values with `clip_coef`.
+    pub clip_vloss: bool,
+    /// Stop the epochs of an update early when approx-KL exceeds this (0 = off).
+    pub target_kl: f32,
+}
+
+impl Default for PpoParams {
     fn default() -> Self {
         // CleanRL's ppo_continuous_action defaults.
-        PpoConfig {
+        PpoParams {
+            num_minibatches: 32,
+            update_epochs: 10,
+            clip_coef: 0.2,
+            clip_vloss: true,
+            target_kl: 0.0,
+        }
+    }
+}
+
+/// REINFORCE's gradient estimator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReinforceParams {
+    /// Weigh each step by the `full` return or the `reward_to_go`.
+    pub pg_return: ReturnKind,
+    /// Baseline: `none`, `mean`, `value` (learned V) or `optimal` (the
+    /// variance-minimizing constant per parameter; full return only).
+    pub baseline: Baseline,
+    /// Value-function targets: `mc` (reward-to-go) or `bootstrap`
+    /// (`r + γV(s')`).
+    pub value_target: ValueTarget,
+}
+
+impl Default for ReinforceParams {
+    fn default() -> Self {
+        ReinforceParams {
+            pg_return: ReturnKind::RewardToGo,
+            baseline: Baseline::Value,
+            value_target: ValueTarget::Mc,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        // CleanRL's ppo_continuous_action defaults.
+        TrainConfig {
             algo: Algo::Ppo,
-            env: "pendulum".into(),
+            env: String::new(),
             seed: 1,
             total_timesteps: 1_000_000,
             learning_rate: 3e-4,
@@ -143,18 +190,10 @@ impl Default for PpoConfig {
             gae_lambda: 0.95,
             advantage: AdvantageKind::Gae,
             n_step: 5,
-            pg_return: ReturnKind::RewardToGo,
-            baseline: Baseline::Value,
-            value_target: ValueTarget::Mc,
-            num_minibatches: 32,
-            update_epochs: 10,
             norm_adv: true,
-            clip_coef: 0.2,
-            clip_vloss: true,
             ent_coef: 0.0,
             vf_coef: 0.5,
             max_grad_norm: 0.5,
-            target_kl: 0.0,
             actor_hidden: vec![64, 64],
             critic_hidden: vec![64, 64],
             activation: Act::Tanh,
@@ -166,92 +205,138 @@ impl Default for PpoConfig {
             adam_eps: 1e-5,
             eval_episodes: 100,
             threads: 1,
+            ppo: PpoParams::default(),
+            reinforce: ReinforceParams::default(),
         }
     }
 }
 
-/// The preset TOML of a plant, compiled in.
-pub fn preset(env: &str) -> Option<&'static str> {
-    Some(match env {
-        "pendulum" => include_str!("../presets/pendulum.toml"),
-        "mountain-car" => include_str!("../presets/mountain-car.toml"),
-        "cartpole" => include_str!("../presets/cartpole.toml"),
-        "dc-motor" => include_str!("../presets/dc-motor.toml"),
-        _ => return None,
-    })
-}
-
+/// Overlays `over` on `base`, key by key; tables merge recursively (so
+/// `[ppo] clip_coef = 0.1` keeps the other `[ppo]` keys).
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
-        base.insert(k, v);
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
 
-/// Builds a config: defaults ← preset of `env` ← `config_file` ← `sets`.
+/// Parses `text` as TOML; `origin` names it in errors (file and line).
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>()
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+}
+
+/// Builds a config for `plant`: defaults ← its preset ← the algorithm's
+/// preset ← `config_file` ← `sets` (`key=value`, dotted keys for the
+/// groups: `ppo.clip_coef=0.1`).
 pub fn resolve(
-    env: &str,
+    plant: &RegisteredPlant,
     config_file: Option<&std::path::Path>,
     sets: &[String],
-) -> Result<PpoConfig> {
-    let preset_src = preset(env).with_context(|| {
-        format!("unknown env {env:?}: expected one of pendulum, mountain-car, cartpole, dc-motor")
-    })?;
-    let plant: toml::Table = preset_src
-        .parse()
-        .with_context(|| format!("preset for {env}"))?;
+) -> Result<TrainConfig> {
+    let env = plant.name();
+    let preset = parse_table(plant.preset(), &format!("preset of plant {env}"))?;
+    check_keys(&preset, &format!("preset of plant {env}"))?;
     // The user's layers, later wins.
     let mut user = Vec::new();
     if let Some(path) = config_file {
         let src =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let t: toml::Table = src
-            .parse()
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let t = parse_table(&src, &path.display().to_string())?;
         check_keys(&t, &path.display().to_string())?;
-        user.push(t);
+        user.push((t, path.display().to_string()));
     }
     for s in sets {
-        let (k, v) = s
-            .split_once('=')
-            .with_context(|| format!("--set {s:?}: expected key=value"))?;
-        let v: toml::Value = format!("v = {v}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(v.to_string()));
-        let mut t = toml::Table::new();
-        t.insert(k.trim().to_string(), v);
-        check_keys(&t, "--set")?;
-        user.push(t);
+        let t = set_table(s)?;
+        check_keys(&t, &format!("--set {s}"))?;
+        user.push((t, format!("--set {s}")));
     }
     // The algorithm decides which algorithm preset sits between the plant's
     // preset and the user's layers.
     let algo = user
         .iter()
+        .map(|(t, _)| t)
         .rev()
-        .chain(std::iter::once(&plant))
+        .chain(std::iter::once(&preset))
         .find_map(|t| t.get("algo").cloned());
-    let mut table = toml::Table::try_from(PpoConfig::default()).context("serializing defaults")?;
-    merge(&mut table, plant);
-    if let Some(algo) = algo {
-        let name = algo
+    let mut table =
+        toml::Table::try_from(TrainConfig::default()).context("serializing defaults")?;
+    merge(&mut table, preset);
+    let algo_name = match &algo {
+        Some(a) => a
             .as_str()
-            .with_context(|| format!("algo: expected ppo, a2c or reinforce, got {algo}"))?;
-        if let Some(t) = algo_preset(name, env)? {
-            merge(&mut table, t);
-        }
-    }
-    for t in user {
+            .with_context(|| format!("algo: expected ppo, a2c or reinforce, got {a}"))?
+            .to_string(),
+        None => "ppo".to_string(),
+    };
+    if let Some(t) = algo_preset(&algo_name, env)? {
         merge(&mut table, t);
     }
+    // A group the run's algorithm does not read, set with --set, is a
+    // mistake: say so instead of ignoring it. (A --config file may hold
+    // settings for several algorithms, as a run's config.toml does.)
+    for (t, origin) in user.iter().filter(|(_, o)| o.starts_with("--set")) {
+        for group in ["ppo", "reinforce"] {
+            if group == algo_name {
+                continue;
+            }
+            if let Some(toml::Value::Table(g)) = t.get(group) {
+                if let Some(k) = g.keys().next() {
+                    bail!("{origin}: {group}.{k} applies to algo {group} only (this run is {algo_name})");
+                }
+            }
+        }
+    }
+    // Each user layer must be valid on its own, so a wrong type names the
+    // file or the --set that has it.
+    for (t, origin) in user {
+        merge(&mut table, t);
+        toml::Value::Table(table.clone())
+            .try_into::<TrainConfig>()
+            .map_err(|e| anyhow::anyhow!("{origin}: {}", e.message()))?;
+    }
     table.insert("env".into(), toml::Value::String(env.to_string()));
-    let cfg: PpoConfig = table.try_into().context("invalid configuration value")?;
+    let cfg: TrainConfig = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("invalid configuration value: {}", e.message())
+        })?;
     cfg.validate()?;
     Ok(cfg)
 }
 
+/// `key=value` as a one-entry table; `a.b=v` as `{a = {b = v}}`. A value
+/// that is not TOML is taken as a string (`--set activation=relu`).
+fn set_table(s: &str) -> Result<toml::Table> {
+    let (k, v) = s
+        .split_once('=')
+        .with_context(|| format!("--set {s:?}: expected key=value"))?;
+    let v: toml::Value = format!("v = {v}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()));
+    let mut path: Vec<&str> = k.trim().split('.').map(str::trim).collect();
+    if path.iter().any(|p| p.is_empty()) {
+        bail!("--set {s:?}: expected key=value with a non-empty key");
+    }
+    let last = path.pop().unwrap_or_default();
+    let mut t = toml::Table::new();
+    t.insert(last.to_string(), v);
+    for p in path.into_iter().rev() {
+        let mut outer = toml::Table::new();
+        outer.insert(p.to_string(), toml::Value::Table(t));
+        t = outer;
+    }
+    Ok(t)
+}
+
 /// The overrides of a non-PPO algorithm (`presets/algo-<name>.toml`): its
-/// top-level keys, then the keys of its `[<env>]` table.
+/// keys, then the keys of its `[plant.<env>]` table, if it has one.
 fn algo_preset(algo: &str, env: &str) -> Result<Option<toml::Table>> {
     let src = match algo {
         "ppo" => return Ok(None),
@@ -259,38 +344,82 @@ fn algo_preset(algo: &str, env: &str) -> Result<Option<toml::Table>> {
         "reinforce" => include_str!("../presets/algo-reinforce.toml"),
         other => bail!("algo: expected ppo, a2c or reinforce, got {other:?}"),
     };
-    let mut t: toml::Table = src
-        .parse()
-        .with_context(|| format!("preset algo-{algo}.toml"))?;
-    let plant = t.get(env).and_then(|v| v.as_table()).cloned();
-    t.retain(|_, v| !v.is_table());
-    if let Some(p) = plant {
+    let origin = format!("preset algo-{algo}.toml");
+    let mut t = parse_table(src, &origin)?;
+    let plant = match t.remove("plant") {
+        Some(toml::Value::Table(mut per)) => per.remove(env),
+        _ => None,
+    };
+    check_keys(&t, &origin)?;
+    if let Some(toml::Value::Table(p)) = plant {
+        check_keys(&p, &origin)?;
         merge(&mut t, p);
     }
     Ok(Some(t))
 }
 
+/// Refuses keys the configuration does not have, naming the origin and
+/// listing the known keys (and where a key moved into a group).
 fn check_keys(t: &toml::Table, origin: &str) -> Result<()> {
-    let known = toml::Table::try_from(PpoConfig::default())?;
-    for k in t.keys() {
-        if !known.contains_key(k) {
-            bail!(
-                "{origin}: unknown hyperparameter {k:?}; known: {}",
-                known.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+    let known = toml::Table::try_from(TrainConfig::default())?;
+    check_against(t, &known, "", origin)
+}
+
+fn check_against(t: &toml::Table, known: &toml::Table, prefix: &str, origin: &str) -> Result<()> {
+    for (k, v) in t {
+        match known.get(k) {
+            Some(toml::Value::Table(sub)) => match v {
+                toml::Value::Table(vt) => check_against(vt, sub, &format!("{prefix}{k}."), origin)?,
+                _ => bail!("{origin}: {prefix}{k} is a table of hyperparameters, not a value"),
+            },
+            Some(_) => {}
+            None => {
+                let group = known.iter().find_map(|(g, sub)| match sub {
+                    toml::Value::Table(sub) if prefix.is_empty() && sub.contains_key(k) => {
+                        Some(g.clone())
+                    }
+                    _ => None,
+                });
+                if let Some(g) = group {
+                    bail!("{origin}: unknown hyperparameter {k:?}: it is {g}.{k} (in [{g}])");
+                }
+                let names: Vec<String> = known
+                    .iter()
+                    .flat_map(|(g, sub)| match sub {
+                        toml::Value::Table(sub) => {
+                            sub.keys().map(|k| format!("{g}.{k}")).collect::<Vec<_>>()
+                        }
+                        _ => vec![g.clone()],
+                    })
+                    .filter(|n| prefix.is_empty() || n.starts_with(prefix))
+                    .collect();
+                bail!(
+                    "{origin}: unknown hyperparameter {:?}; known: {}",
+                    format!("{prefix}{k}"),
+                    names.join(", ")
+                );
+            }
         }
     }
     Ok(())
 }
 
-impl PpoConfig {
+impl TrainConfig {
     /// Rollout batch size `num_envs · num_steps`.
     pub fn batch_size(&self) -> usize {
         self.num_envs * self.num_steps
     }
+    /// Epochs and minibatches per update: PPO's, or one full-batch step
+    /// for A2C.
+    pub fn epochs_and_minibatches(&self) -> (usize, usize) {
+        match self.algo {
+            Algo::A2c => (1, 1),
+            _ => (self.ppo.update_epochs, self.ppo.num_minibatches),
+        }
+    }
     /// Minibatch size.
     pub fn minibatch_size(&self) -> usize {
-        self.batch_size() / self.num_minibatches
+        self.batch_size() / self.epochs_and_minibatches().1
     }
     /// Number of updates in the run.
     pub fn num_updates(&self) -> u64 {
@@ -305,8 +434,11 @@ impl PpoConfig {
             }
             Ok(())
         };
+        if self.env.is_empty() {
+            bail!("env: no plant named (tinyppo train --env NAME)");
+        }
         pos("learning_rate", self.learning_rate)?;
-        pos("clip_coef", self.clip_coef)?;
+        pos("ppo.clip_coef", self.ppo.clip_coef)?;
         pos("max_grad_norm", self.max_grad_norm)?;
         pos("obs_clip", self.obs_clip)?;
         pos("adam_eps", self.adam_eps)?;
@@ -316,34 +448,26 @@ impl PpoConfig {
         if !(1..=2).contains(&self.threads) {
             bail!("threads must be 1 or 2, got {}", self.threads);
         }
-        if self.algo == Algo::A2c && (self.update_epochs != 1 || self.num_minibatches != 1) {
-            bail!(
-                "algo a2c takes one full-batch gradient step per rollout: update_epochs and \
-                 num_minibatches must be 1, got {} and {}",
-                self.update_epochs,
-                self.num_minibatches
-            );
-        }
         if self.algo == Algo::Reinforce
-            && self.baseline == Baseline::Optimal
-            && self.pg_return != ReturnKind::Full
+            && self.reinforce.baseline == Baseline::Optimal
+            && self.reinforce.pg_return != ReturnKind::Full
         {
             bail!(
-                "baseline = \"optimal\" is the notes' constant for the full return: \
-                 set pg_return = \"full\" (got {:?})",
-                self.pg_return
+                "reinforce.baseline = \"optimal\" is the notes' constant for the full return: \
+                 set reinforce.pg_return = \"full\" (got {:?})",
+                self.reinforce.pg_return
             );
         }
         if self.n_step == 0 {
             bail!("n_step must be ≥ 1");
         }
-        if self.num_envs == 0 || self.num_steps == 0 || self.update_epochs == 0 {
-            bail!("num_envs, num_steps and update_epochs must be ≥ 1");
+        if self.num_envs == 0 || self.num_steps == 0 || self.ppo.update_epochs == 0 {
+            bail!("num_envs, num_steps and ppo.update_epochs must be ≥ 1");
         }
-        if self.num_minibatches == 0 || self.batch_size() % self.num_minibatches != 0 {
+        let mb = self.ppo.num_minibatches;
+        if self.algo == Algo::Ppo && (mb == 0 || self.batch_size() % mb != 0) {
             bail!(
-                "num_minibatches ({}) must divide num_envs·num_steps ({})",
-                self.num_minibatches,
+                "ppo.num_minibatches ({mb}) must divide num_envs·num_steps ({})",
                 self.batch_size()
             );
         }

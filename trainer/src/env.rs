@@ -1,8 +1,8 @@
 //! Object-safe environments over the runtime's `no_std` plants, so the
-//! trainer can pick a plant by name at run time and step N of them.
+//! trainer can step N plants chosen at run time (through the
+//! [`Registry`](crate::registry::Registry)).
 
-use anyhow::{bail, Result};
-use tinyppo_runtime::plants::{self, Plant};
+use tinyppo_runtime::plants::Plant;
 use tinyppo_runtime::rng::DefaultRng;
 
 /// A plant behind a dynamic interface (slices instead of const arrays).
@@ -17,6 +17,8 @@ pub trait Env: Send {
     fn action_low(&self) -> Vec<f32>;
     /// Upper action bounds.
     fn action_high(&self) -> Vec<f32>;
+    /// The action applied when the policy cannot act.
+    fn safe_action(&self) -> Vec<f32>;
     /// Time limit in steps.
     fn max_episode_steps(&self) -> u32;
     /// New episode; writes the first observation.
@@ -45,6 +47,9 @@ impl<P: Plant<O, A> + Send, const O: usize, const A: usize> Env for PlantEnv<P, 
     fn action_high(&self) -> Vec<f32> {
         P::ACTION_HIGH.to_vec()
     }
+    fn safe_action(&self) -> Vec<f32> {
+        P::SAFE_ACTION.to_vec()
+    }
     fn max_episode_steps(&self) -> u32 {
         P::MAX_EPISODE_STEPS
     }
@@ -58,21 +63,4 @@ impl<P: Plant<O, A> + Send, const O: usize, const A: usize> Env for PlantEnv<P, 
         obs.copy_from_slice(&tr.obs);
         (tr.reward, tr.terminated, tr.truncated)
     }
-}
-
-/// Names accepted by [`make_env`].
-pub const ENV_NAMES: [&str; 4] = ["pendulum", "mountain-car", "cartpole", "dc-motor"];
-
-/// A fresh plant by name.
-pub fn make_env(name: &str) -> Result<Box<dyn Env>> {
-    Ok(match name {
-        "pendulum" => Box::new(PlantEnv(plants::pendulum::Pendulum::default())),
-        "mountain-car" => Box::new(PlantEnv(plants::mountain_car::MountainCar::default())),
-        "cartpole" => Box::new(PlantEnv(plants::cartpole::CartPole::default())),
-        "dc-motor" => Box::new(PlantEnv(plants::dc_motor::DcMotor::default())),
-        other => bail!(
-            "unknown env {other:?}: expected one of {}",
-            ENV_NAMES.join(", ")
-        ),
-    })
 }

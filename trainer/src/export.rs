@@ -1,4 +1,6 @@
-//! Export of the trained actor as a runtime policy blob (format v1).
+//! Export of the trained actor as a runtime policy blob (format v2: the
+//! network, the observation normalization, the plant's bounds, code and
+//! safe action).
 //!
 //! int8: per output row `s_r = max_c |w_rc| / 127`, `q_rc = round(w_rc / s_r)`
 //! (so `|w − s_r q| ≤ s_r/2`); an all-zero row gets `s_r = 1` and `q = 0`.
@@ -17,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use tinyppo_runtime::format::{self, max_encoded_len, BlobSpec, LayerSpec, WeightsSpec};
 use tinyppo_runtime::Activation;
 
+use crate::algo::TrainState;
 use crate::mlp::Act;
-use crate::ppo::TrainState;
+use crate::registry::RegisteredPlant;
 
 /// Weight encoding of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -45,9 +48,22 @@ pub fn quantize_rows(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>)
     (q, scales)
 }
 
-/// Encodes the actor of `state` as a blob.
-pub fn export_blob(state: &TrainState, quant: Quant) -> Result<Vec<u8>> {
+/// Encodes the actor of `state`, a run on `plant`, as a blob.
+pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) -> Result<Vec<u8>> {
     let m = &state.model;
+    if state.cfg.env != plant.name()
+        || (m.obs_dim(), m.act_dim()) != (plant.obs_dim(), plant.act_dim())
+    {
+        bail!(
+            "the run is on plant {:?} with a {}→{} model, not on {} ({}→{})",
+            state.cfg.env,
+            m.obs_dim(),
+            m.act_dim(),
+            plant.name(),
+            plant.obs_dim(),
+            plant.act_dim()
+        );
+    }
     if let Some(k) = m.params.iter().position(|p| !p.is_finite()) {
         bail!("refusing to export: parameter {k} is {}", m.params[k]);
     }
@@ -57,8 +73,7 @@ pub fn export_blob(state: &TrainState, quant: Quant) -> Result<Vec<u8>> {
     } else {
         (vec![0.0; m.obs_dim()], vec![1.0; m.obs_dim()])
     };
-    let env = crate::env::make_env(&state.cfg.env)?;
-    let (low, high) = (env.action_low(), env.action_high());
+    let (low, high) = (plant.action_low(), plant.action_high());
     let n_layers = m.actor.n_layers();
     let mut f32_layers = Vec::new();
     let mut q_layers = Vec::new();
@@ -100,10 +115,13 @@ pub fn export_blob(state: &TrainState, quant: Quant) -> Result<Vec<u8>> {
         } else {
             format::MAX_ABS_VALUE
         },
-        action_low: &low,
-        action_high: &high,
+        action_low: low,
+        action_high: high,
         log_std: m.log_std(),
         layers: &layers,
+        plant: plant.code(),
+        safe_action: plant.safe_action(),
+        extensions: &[],
     };
     let mut buf = vec![0u8; max_encoded_len(&spec)];
     let n = format::encode(&spec, &mut buf)

@@ -23,19 +23,20 @@ use anyhow::{bail, Context, Result};
 use ndarray::ArrayView2;
 use rand::{Rng, RngCore};
 use tinyppo_runtime::rng::seeded;
-use tinyppo_runtime::sim::SimConfig;
+use tinyppo_runtime::sim::RunConfig;
 
+use crate::algo::TrainState;
 use crate::checkpoint::{self, write_atomic};
 use crate::export::{export_blob, policy_id, PolicyIndex, Quant};
 use crate::gae::{gae, GaeInput};
-use crate::logs::{decode_files, decode_stream, simulate_blob};
+use crate::logs::{decode_files, decode_stream};
 use crate::loss::{LossCoefs, LossStats, Minibatch, Workspace};
 use crate::offpolicy::{
     decoupled_ppo_loss, ess_fraction, ess_fraction_log, kl_behaviour_prox, log_probs_and_values,
     per_decision_weights, single_ratio_weights, values_of, vtrace, IsCorrection, TraceInput,
 };
 use crate::optim::guarded_step;
-use crate::ppo::TrainState;
+use crate::registry::{RegisteredPlant, Registry};
 
 pub mod import;
 pub use import::{import_log, runtime_log_probs, Dataset, ImportCtx, ImportReport};
@@ -110,7 +111,7 @@ impl Default for FinetuneConfig {
 }
 
 /// Metrics of one fine-tune iteration (one `metrics.csv` row). The first
-/// columns are the trainer's ([`crate::ppo::UpdateMetrics`]), so the file
+/// columns are the trainer's ([`crate::algo::UpdateMetrics`]), so the file
 /// stays readable by `train --resume`.
 #[derive(Debug, Clone, Default)]
 pub struct FinetuneMetrics {
@@ -317,7 +318,11 @@ pub struct FinetuneOutcome {
 /// Loads a run's index, or makes one (version 1, origin `bootstrap`) from
 /// its `policy.bin`/`policy-f32.bin` or, without them, from an export of
 /// the checkpoint. Returns the index and the blob bytes by id.
-fn load_index(dir: &Path, state: &TrainState) -> Result<(PolicyIndex, BTreeMap<u32, Vec<u8>>)> {
+fn load_index(
+    dir: &Path,
+    state: &TrainState,
+    plant: &RegisteredPlant,
+) -> Result<(PolicyIndex, BTreeMap<u32, Vec<u8>>)> {
     let mut blobs = BTreeMap::new();
     if let Some(idx) = PolicyIndex::load(dir)? {
         for r in &idx.policies {
@@ -340,8 +345,8 @@ fn load_index(dir: &Path, state: &TrainState) -> Result<(PolicyIndex, BTreeMap<u
         }
     }
     if found.is_empty() {
-        found.push((export_blob(state, Quant::Int8)?, Quant::Int8));
-        found.push((export_blob(state, Quant::F32)?, Quant::F32));
+        found.push((export_blob(state, plant, Quant::Int8)?, Quant::Int8));
+        found.push((export_blob(state, plant, Quant::F32)?, Quant::F32));
     }
     // In memory first; written (with the blob files) to the output directory.
     let mut idx = PolicyIndex {
@@ -372,10 +377,12 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Runs a fine-tune of the run in `ckpt_dir` from the log files `logs`,
-/// writing to `out_dir` (default: `ckpt_dir` itself). `progress` sees every
-/// iteration's metrics and the import report once.
+/// Runs a fine-tune of the run in `ckpt_dir` (its plant found in
+/// `registry`) from the log files `logs`, writing to `out_dir` (default:
+/// `ckpt_dir` itself). `progress` sees every iteration's metrics and the
+/// import report once.
 pub fn finetune(
+    registry: &Registry,
     ckpt_dir: &Path,
     out_dir: Option<&Path>,
     logs: &[PathBuf],
@@ -383,7 +390,11 @@ pub fn finetune(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<FinetuneOutcome> {
     let mut state = checkpoint::load(ckpt_dir)?;
-    let (mut idx, blobs) = load_index(ckpt_dir, &state)?;
+    let plant = registry
+        .get(&state.cfg.env)
+        .with_context(|| format!("the run in {}", ckpt_dir.display()))?
+        .clone();
+    let (mut idx, blobs) = load_index(ckpt_dir, &state, &plant)?;
     let out = out_dir.unwrap_or(ckpt_dir).to_path_buf();
     let in_place = out_dir.is_none() || same_dir(ckpt_dir, &out);
     if !in_place && out.join("checkpoint.bin").exists() {
@@ -400,7 +411,7 @@ pub fn finetune(
         .collect();
     let current = idx.latest_version();
     let log = decode_files(logs)?;
-    let ctx = ImportCtx::of_state(&state, &versions, &blobs, current, fc);
+    let ctx = ImportCtx::of_state(&plant, &state, &versions, &blobs, current, fc);
     let (logs_ds, report) = import_log(&log, &ctx)?;
     progress(Progress::Imported(&report));
     if logs_ds.len() < 2 && fc.mix_onpolicy == 0 {
@@ -419,15 +430,15 @@ pub fn finetune(
     let gamma = fc.gamma.unwrap_or(cfg.gamma);
     let lambda = fc.gae_lambda.unwrap_or(cfg.gae_lambda);
     let coefs = LossCoefs {
-        clip_coef: fc.clip_coef.unwrap_or(cfg.clip_coef),
-        clip_vloss: cfg.clip_vloss,
+        clip_coef: fc.clip_coef.unwrap_or(cfg.ppo.clip_coef),
+        clip_vloss: cfg.ppo.clip_vloss,
         ent_coef: fc.ent_coef.unwrap_or(cfg.ent_coef),
         vf_coef: cfg.vf_coef,
         norm_adv: cfg.norm_adv,
     };
-    let epochs = fc.update_epochs.unwrap_or(cfg.update_epochs).max(1);
-    let minibatches = fc.num_minibatches.unwrap_or(cfg.num_minibatches).max(1);
-    let target_kl = fc.target_kl.unwrap_or(cfg.target_kl);
+    let epochs = fc.update_epochs.unwrap_or(cfg.ppo.update_epochs).max(1);
+    let minibatches = fc.num_minibatches.unwrap_or(cfg.ppo.num_minibatches).max(1);
+    let target_kl = fc.target_kl.unwrap_or(cfg.ppo.target_kl);
     let lr = fc.learning_rate;
     for (name, v) in [
         ("learning rate", lr),
@@ -450,18 +461,18 @@ pub fn finetune(
         let mut onpolicy_return = f64::NAN;
         let mut onpolicy_samples = 0;
         if fc.mix_onpolicy > 0 {
-            let blob = export_blob(&state, Quant::Int8)?;
+            let blob = export_blob(&state, &plant, Quant::Int8)?;
             let id = policy_id(&blob)?;
-            let sim_cfg = SimConfig {
+            let sim_cfg = RunConfig {
                 episodes: fc.mix_onpolicy,
                 seed: rng.next_u64(),
                 deterministic: false,
             };
-            let (bytes, st) = simulate_blob(&blob, &cfg.env, &sim_cfg)?;
+            let (bytes, st) = plant.simulate_blob(&blob, &sim_cfg)?;
             let fresh_log = decode_stream(&bytes);
             let v = BTreeMap::from([(id, current)]);
             let b = BTreeMap::from([(id, blob)]);
-            let fctx = ImportCtx::of_state(&state, &v, &b, current, fc);
+            let fctx = ImportCtx::of_state(&plant, &state, &v, &b, current, fc);
             let (mut fresh, _) = import_log(&fresh_log, &fctx)?;
             // charts/episodic_return stays the logs' (behaviour) return.
             fresh.episode_returns.clear();
@@ -536,8 +547,8 @@ pub fn finetune(
         }
     }
     checkpoint::save(&out, &state)?;
-    let int8 = export_blob(&state, Quant::Int8)?;
-    let f32b = export_blob(&state, Quant::F32)?;
+    let int8 = export_blob(&state, &plant, Quant::Int8)?;
+    let f32b = export_blob(&state, &plant, Quant::F32)?;
     write_atomic(&out.join("policy.bin"), &int8)?;
     write_atomic(&out.join("policy-f32.bin"), &f32b)?;
     let version = idx.register(

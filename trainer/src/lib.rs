@@ -4,7 +4,9 @@
 //! for the plants of `tinyppo-runtime`; export to the runtime's policy blob.
 #![deny(missing_docs)]
 
+pub mod algo;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod env;
 pub mod evaluate;
@@ -19,7 +21,8 @@ pub mod normalize;
 pub mod offpolicy;
 pub mod optim;
 pub mod pg;
-pub mod ppo;
+pub mod registry;
 pub mod report;
+pub mod run;
 pub mod stats;
 pub mod study;

@@ -17,12 +17,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use tinyppo_runtime::log::{
     decode_frame, Dims, Dropped, Frame, Header, LogError, Totals, DELIMITER, MAX_FRAME_LEN,
 };
-use tinyppo_runtime::plants::{self, Plant};
-use tinyppo_runtime::sim::{self, SimConfig, SimStats};
+use tinyppo_runtime::plants::Plant;
+use tinyppo_runtime::sim::{self, RunConfig, RunStats};
+
+use crate::registry::Registry;
 
 /// Why a frame was not accepted, as `logs decode` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,8 +391,9 @@ pub fn decode_files(paths: &[impl AsRef<Path>]) -> Result<DecodedLog> {
     Ok(all)
 }
 
-/// The log's report as one JSON object (`tinyppo logs decode --json`).
-pub fn report_json(log: &DecodedLog, files: &[String]) -> serde_json::Value {
+/// The log's report as one JSON object (`tinyppo logs decode --json`);
+/// plant codes are named through `registry`.
+pub fn report_json(log: &DecodedLog, files: &[String], registry: &Registry) -> serde_json::Value {
     let headers: Vec<_> = log
         .streams
         .iter()
@@ -399,7 +402,7 @@ pub fn report_json(log: &DecodedLog, files: &[String]) -> serde_json::Value {
                 "log_version": h.log_version,
                 "policy_id": format!("{:08x}", h.policy_id),
                 "plant": h.plant,
-                "plant_name": sim::plant_name(h.plant),
+                "plant_name": registry.by_code(h.plant).map(|p| p.name()),
                 "obs_dim": h.obs_dim,
                 "act_dim": h.act_dim,
                 "seed": h.seed,
@@ -444,32 +447,18 @@ pub fn report_json(log: &DecodedLog, files: &[String]) -> serde_json::Value {
     })
 }
 
-/// Runs `blob` on the plant `env` through the device control loop
+/// Runs `blob` on plant `P` through the device control loop
 /// ([`sim::run_simulated`], hidden scratch 256, queue of 64 entries) and
 /// returns the log stream and the statistics. The bytes are those a
 /// firmware running the same call produces.
-pub fn simulate_blob(blob: &[u8], env: &str, cfg: &SimConfig) -> Result<(Vec<u8>, SimStats)> {
-    match env {
-        "pendulum" => simulate::<plants::Pendulum, 3, 1>(blob, cfg),
-        "mountain-car" => simulate::<plants::MountainCar, 2, 1>(blob, cfg),
-        "cartpole" => simulate::<plants::CartPole, 4, 1>(blob, cfg),
-        "dc-motor" => simulate::<plants::DcMotor, 3, 1>(blob, cfg),
-        other => bail!(
-            "unknown env {other:?}: expected one of {}",
-            plants::NAMES.join(", ")
-        ),
-    }
-}
-
-fn simulate<P: Plant<O, A> + Default, const O: usize, const A: usize>(
+pub fn simulate_on<P: Plant<O, A> + Default, const O: usize, const A: usize>(
     blob: &[u8],
-    cfg: &SimConfig,
-) -> Result<(Vec<u8>, SimStats)> {
+    cfg: &RunConfig,
+) -> Result<(Vec<u8>, RunStats)> {
     let policy = crate::evaluate::load_for::<P, O, A>(blob)?;
-    let code = sim::plant_code(P::NAME).context("built-in plant without a log code")?;
     let mut bytes = Vec::new();
     let mut plant = P::default();
-    let stats = sim::run_simulated::<P, O, A, 256, 64>(&policy, &mut plant, code, cfg, &mut |f| {
+    let stats = sim::run_simulated::<P, O, A, 256, 64>(&policy, &mut plant, cfg, &mut |f| {
         bytes.extend_from_slice(f)
     });
     Ok((bytes, stats))

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::mlp::{Act, Mlp};
 
-/// `½ log 2π`.
-pub const HALF_LOG_2PI: f32 = 0.918_938_5;
+/// `½ log 2π`, the runtime's constant (host and device use the same f32).
+pub use tinyppo_runtime::gaussian::HALF_LOG_2PI;
 
 /// A Gaussian actor and a value critic.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::algo::UpdateMetrics;
 use crate::checkpoint::write_atomic;
-use crate::ppo::UpdateMetrics;
 
 /// DejaVu Sans (Bitstream Vera license, `assets/DejaVuSans-LICENSE.txt`),
 /// compiled in so plots render the same on every machine without system fonts.

@@ -1,10 +1,18 @@
 //! Small statistics shared by the training loops and the studies.
 
-/// Mean and population standard deviation, accumulated in f64.
-pub fn mean_std(v: &[f32]) -> (f64, f64) {
+/// Mean and population standard deviation, accumulated in f64 (of f32
+/// samples or f64 returns; `(0, 0)` for none).
+pub fn mean_std<T: Copy + Into<f64>>(v: &[T]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
-    let m = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let var = v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n;
+    let m = v.iter().map(|&x| x.into()).sum::<f64>() / n;
+    let var = v
+        .iter()
+        .map(|&x| {
+            let d = x.into() - m;
+            d * d
+        })
+        .sum::<f64>()
+        / n;
     (m, var.sqrt())
 }
 

@@ -89,9 +89,10 @@ use rand::Rng;
 use serde::Serialize;
 use tinyppo_runtime::rng::DefaultRng;
 
+use crate::algo::TrainState;
 use crate::checkpoint::{self, write_atomic};
 use crate::config;
-use crate::env::{make_env, Env};
+use crate::env::Env;
 use crate::mlp::Cache;
 use crate::model::ActorCritic;
 use crate::normalize::RunningMeanStd;
@@ -101,7 +102,7 @@ use crate::pg::{
     value_targets, weights, Baseline, BatchValues, EpisodeBatch, Estimator, ObsNorm, PgOptions,
     ReturnKind, ValueTarget,
 };
-use crate::ppo::TrainState;
+use crate::registry::RegisteredPlant;
 use crate::report;
 use crate::stats::{explained_variance, mean_std};
 
@@ -333,8 +334,8 @@ pub fn leave_one_out_gradient(
 /// The policy under study and how it sees observations.
 #[derive(Debug, Clone)]
 pub struct StudyPolicy {
-    /// Plant name.
-    pub env: String,
+    /// The plant.
+    pub plant: RegisteredPlant,
     /// Actor, log-std and (unused, see the module docs) critic.
     pub model: ActorCritic,
     /// Observation statistics, frozen during the study.
@@ -349,12 +350,11 @@ impl StudyPolicy {
     /// The initial policy of `tinyppo train --env ENV --seed S`: the
     /// plant's preset architecture drawn from `rng` (pass
     /// `seeded(S)`, as the trainer does), identity observation statistics.
-    pub fn fresh(env: &str, seed: u64, rng: &mut DefaultRng) -> Result<Self> {
-        let cfg = config::resolve(env, None, &[format!("seed={seed}")])?;
-        let probe = make_env(env)?;
+    pub fn fresh(plant: &RegisteredPlant, seed: u64, rng: &mut DefaultRng) -> Result<Self> {
+        let cfg = config::resolve(plant, None, &[format!("seed={seed}")])?;
         let model = ActorCritic::new(
-            probe.obs_dim(),
-            probe.act_dim(),
+            plant.obs_dim(),
+            plant.act_dim(),
             &cfg.actor_hidden,
             &cfg.critic_hidden,
             cfg.activation,
@@ -362,8 +362,8 @@ impl StudyPolicy {
             rng,
         );
         Ok(StudyPolicy {
-            env: env.to_string(),
-            obs_rms: RunningMeanStd::new(probe.obs_dim()),
+            plant: plant.clone(),
+            obs_rms: RunningMeanStd::new(plant.obs_dim()),
             norm: ObsNorm {
                 enabled: cfg.norm_obs,
                 clip: cfg.obs_clip,
@@ -374,11 +374,11 @@ impl StudyPolicy {
         })
     }
 
-    /// The policy of a checkpointed run (its actor, log-std and frozen
-    /// observation statistics); `origin` names it in the report.
-    pub fn from_state(state: &TrainState, origin: &str) -> Self {
+    /// The policy of a checkpointed run on `plant` (its actor, log-std and
+    /// frozen observation statistics); `origin` names it in the report.
+    pub fn from_state(state: &TrainState, plant: &RegisteredPlant, origin: &str) -> Self {
         StudyPolicy {
-            env: state.cfg.env.clone(),
+            plant: plant.clone(),
             model: state.model.clone(),
             obs_rms: state.obs_rms.clone(),
             norm: ObsNorm {
@@ -393,10 +393,11 @@ impl StudyPolicy {
         }
     }
 
-    /// Loads `dir/checkpoint.bin` and checks that it is a policy for `env`.
-    pub fn load(dir: &Path, env: &str) -> Result<Self> {
+    /// Loads `dir/checkpoint.bin` and checks that it is a policy for `plant`.
+    pub fn load(dir: &Path, plant: &RegisteredPlant) -> Result<Self> {
         let state = checkpoint::load(dir)?;
         let path = dir.join("checkpoint.bin");
+        let env = plant.name();
         if state.cfg.env != env {
             bail!(
                 "--env {env} does not match {}, a checkpoint of env {}",
@@ -404,18 +405,17 @@ impl StudyPolicy {
                 state.cfg.env
             );
         }
-        let probe = make_env(env)?;
-        if state.model.obs_dim() != probe.obs_dim() || state.model.act_dim() != probe.act_dim() {
+        if state.model.obs_dim() != plant.obs_dim() || state.model.act_dim() != plant.act_dim() {
             bail!(
                 "{}: model dims {}→{} do not match plant {env} ({}→{})",
                 path.display(),
                 state.model.obs_dim(),
                 state.model.act_dim(),
-                probe.obs_dim(),
-                probe.act_dim()
+                plant.obs_dim(),
+                plant.act_dim()
             );
         }
-        Ok(Self::from_state(&state, &path.display().to_string()))
+        Ok(Self::from_state(&state, plant, &path.display().to_string()))
     }
 }
 
@@ -602,12 +602,11 @@ pub fn gradient_variance(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<StudyResult> {
     cfg.validate()?;
-    let env = policy.env.as_str();
+    let plant = &policy.plant;
     let n = cfg.episodes_per_batch;
     let mut obs_rms = policy.obs_rms.clone();
     let mut collect = |count: usize, rng: &mut DefaultRng| -> Result<EpisodeBatch> {
-        let mut envs: Vec<Box<dyn Env>> =
-            (0..count).map(|_| make_env(env)).collect::<Result<_>>()?;
+        let mut envs: Vec<Box<dyn Env>> = (0..count).map(|_| plant.make_env()).collect();
         Ok(collect_episodes(
             &policy.model,
             &mut envs,
@@ -697,7 +696,7 @@ pub fn gradient_variance(
         .collect();
     let episodes = (cfg.batches * n) as f64;
     Ok(StudyResult {
-        env: env.to_string(),
+        env: plant.name().to_string(),
         policy: policy.source.clone(),
         batches: cfg.batches,
         episodes_per_batch: n,

@@ -172,12 +172,12 @@ pub fn run(root: &Path, opts: &Opts) -> Result<()> {
         "--set",
         "num_steps=1024",
         "--set",
-        "num_minibatches=16",
+        "ppo.num_minibatches=16",
         "--set",
-        "update_epochs=2",
+        "ppo.update_epochs=2",
         // Every update runs both epochs (no KL early stop), as RLtools does.
         "--set",
-        "target_kl=0",
+        "ppo.target_kl=0",
     ];
     let mut speed = Vec::new();
     for threads in ["1", "2"] {

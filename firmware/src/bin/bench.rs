@@ -35,7 +35,7 @@ use cortex_m_semihosting::heprintln;
 use tinyppo_firmware::{exit, stack, timing, uart::Uart0, POLICY_BLOB};
 use tinyppo_runtime::kernels::{self, QVec};
 use tinyppo_runtime::plants::{Pendulum, Plant};
-use tinyppo_runtime::sim::{run_simulated, SimConfig};
+use tinyppo_runtime::sim::{run_simulated, RunConfig};
 use tinyppo_runtime::{rng, Policy};
 
 mod blobs {
@@ -364,13 +364,13 @@ fn control_tick(meter: &Meter) {
     let Some(mut uart) = Uart0::take() else {
         exit::failure(format_args!("UART0 taken twice"))
     };
-    let cfg = SimConfig {
+    let cfg = RunConfig {
         episodes: 5,
         seed: 1,
         deterministic: false,
     };
     let t0 = timing::now();
-    let stats = run_simulated::<_, 3, 1, 64, 4>(&policy, &mut Pendulum::new(), 0, &cfg, &mut |f| {
+    let stats = run_simulated::<_, 3, 1, 64, 4>(&policy, &mut Pendulum::new(), &cfg, &mut |f| {
         uart.write_all(f)
     });
     let t1 = timing::now();

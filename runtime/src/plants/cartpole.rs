@@ -22,10 +22,15 @@
 //! should not make) give `0`, as in Gymnasium. Terminated when
 //! `|θ| > 12° = 12·2π/360 rad` or `|x| > 2.4` m; truncated after 500 steps.
 //! Reset: all four state variables `~ U[−0.05, 0.05)`.
+//!
+//! Parameters ([`CartPoleParams`], defaults Gymnasium's): `gravity`,
+//! `cart_mass`, `pole_mass`, `pole_half_length` and `force_mag`. The safe
+//! action is no force (`0`).
 
 use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
 
-use super::{clip, Plant, Transition};
+use super::{clip, code, Plant, Transition};
 use crate::rng::uniform;
 
 /// Gravity `g` (m/s²).
@@ -49,9 +54,51 @@ pub const THETA_THRESHOLD_RADIANS: f32 = 12.0 * 2.0 * core::f32::consts::PI / 36
 /// `|x|` beyond which the episode terminates (m).
 pub const X_THRESHOLD: f32 = 2.4;
 
+/// Physical constants of the cart-pole. All must be finite; the masses
+/// and the length positive.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CartPoleParams {
+    /// Gravity `g` (m/s²).
+    pub gravity: f32,
+    /// Cart mass `m_c` (kg).
+    pub cart_mass: f32,
+    /// Pole mass `m_p` (kg).
+    pub pole_mass: f32,
+    /// Half the pole's length `l` (m).
+    pub pole_half_length: f32,
+    /// Force for `a = ±1` (N).
+    pub force_mag: f32,
+}
+
+impl Default for CartPoleParams {
+    /// Gymnasium's `CartPole-v1`.
+    fn default() -> Self {
+        CartPoleParams {
+            gravity: GRAVITY,
+            cart_mass: MASSCART,
+            pole_mass: MASSPOLE,
+            pole_half_length: LENGTH,
+            force_mag: FORCE_MAG,
+        }
+    }
+}
+
+/// The full state of a [`CartPole`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CartPoleState {
+    /// `[x, ẋ, θ, θ̇]` (m, m/s, rad, rad/s).
+    pub x: [f32; 4],
+    /// Steps since the last reset.
+    pub steps: u32,
+    /// A terminating step was already rewarded (later steps give 0).
+    pub terminated_before: bool,
+}
+
 /// `CartPole-v1` with a continuous force. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CartPole {
+    p: CartPoleParams,
     /// `[x, ẋ, θ, θ̇]`.
     state: [f32; 4],
     /// Steps since the last reset.
@@ -66,15 +113,17 @@ impl CartPole {
     /// [`Plant::reset`] to draw a random initial state.
     pub const fn new() -> Self {
         Self {
+            p: CartPoleParams {
+                gravity: GRAVITY,
+                cart_mass: MASSCART,
+                pole_mass: MASSPOLE,
+                pole_half_length: LENGTH,
+                force_mag: FORCE_MAG,
+            },
             state: [0.0; 4],
             steps: 0,
             terminated_before: false,
         }
-    }
-
-    /// The state `[x, ẋ, θ, θ̇]` (equal to the observation).
-    pub fn state(&self) -> [f32; 4] {
-        self.state
     }
 }
 
@@ -86,10 +135,34 @@ impl Default for CartPole {
 
 impl Plant<4, 1> for CartPole {
     const NAME: &'static str = "cartpole";
+    const CODE: u8 = code::CARTPOLE;
     const ACTION_LOW: [f32; 1] = [-1.0];
     const ACTION_HIGH: [f32; 1] = [1.0];
+    const SAFE_ACTION: [f32; 1] = [0.0];
     const MAX_EPISODE_STEPS: u32 = 500;
     const DT: f32 = TAU;
+    type Params = CartPoleParams;
+    type State = CartPoleState;
+
+    fn params(&self) -> CartPoleParams {
+        self.p
+    }
+    fn set_params(&mut self, params: CartPoleParams) {
+        self.p = params;
+    }
+    fn state(&self) -> CartPoleState {
+        CartPoleState {
+            x: self.state,
+            steps: self.steps,
+            terminated_before: self.terminated_before,
+        }
+    }
+    fn set_state(&mut self, s: CartPoleState) {
+        (self.state, self.steps, self.terminated_before) = (s.x, s.steps, s.terminated_before);
+    }
+    fn observe(&self) -> [f32; 4] {
+        self.state
+    }
 
     fn reset<R: RngCore + ?Sized>(&mut self, rng: &mut R) -> [f32; 4] {
         for s in &mut self.state {
@@ -101,15 +174,25 @@ impl Plant<4, 1> for CartPole {
     }
 
     fn step(&mut self, action: &[f32; 1]) -> Transition<4> {
-        let force = FORCE_MAG * clip(action[0], -1.0, 1.0);
+        let CartPoleParams {
+            gravity,
+            cart_mass,
+            pole_mass,
+            pole_half_length: length,
+            force_mag,
+        } = self.p;
+        // The derived constants in Gymnasium's order of operations.
+        let total_mass = pole_mass + cart_mass;
+        let polemass_length = pole_mass * length;
+        let force = force_mag * clip(action[0], -1.0, 1.0);
         let [x, x_dot, theta, theta_dot] = self.state;
         let costheta = libm::cosf(theta);
         let sintheta = libm::sinf(theta);
 
-        let temp = (force + POLEMASS_LENGTH * theta_dot * theta_dot * sintheta) / TOTAL_MASS;
-        let thetaacc = (GRAVITY * sintheta - costheta * temp)
-            / (LENGTH * (4.0 / 3.0 - MASSPOLE * costheta * costheta / TOTAL_MASS));
-        let xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
+        let temp = (force + polemass_length * theta_dot * theta_dot * sintheta) / total_mass;
+        let thetaacc = (gravity * sintheta - costheta * temp)
+            / (length * (4.0 / 3.0 - pole_mass * costheta * costheta / total_mass));
+        let xacc = temp - polemass_length * thetaacc * costheta / total_mass;
 
         let x = x + TAU * x_dot;
         let x_dot = x_dot + TAU * xacc;
@@ -176,7 +259,7 @@ mod tests {
         for seed in 0..8 {
             let mut c = CartPole::new();
             c.reset(&mut seeded(seed));
-            let mut s = c.state().map(f64::from);
+            let mut s = c.observe().map(f64::from);
             // A weak PD on the pole plus a slow sinusoid: long, varied
             // episodes. 100 steps (2 s): the upright pole is unstable
             // (pole ≈ 5.5 s⁻¹), so f32 rounding grows past 1e-4 later;
@@ -216,7 +299,7 @@ mod tests {
         let mut rng = seeded(77);
         c.reset(&mut rng);
         for k in 0..20_000 {
-            let s = c.state().map(f64::from);
+            let s = c.observe().map(f64::from);
             let a = uniform(&mut rng, -1.5, 1.5);
             let (want, term) = ref_step(s, a as f64);
             let t = c.step(&[a]);
@@ -293,7 +376,7 @@ mod tests {
         let mut c = CartPole::new();
         c.reset(&mut seeded(2));
         for k in 1..=500u32 {
-            let [x, xd, th, thd] = c.state();
+            let [x, xd, th, thd] = c.observe();
             let a = 20.0 * th + 3.0 * thd + 0.5 * x + 1.0 * xd;
             let t = c.step(&[a]);
             assert!(!t.terminated, "step {k}: {:?}", t.obs);

@@ -115,8 +115,9 @@
 //! ones).
 
 use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
 
-use super::{clip, Plant, Transition};
+use super::{clip, code, Plant, Transition};
 use crate::rng::uniform;
 
 /// Substeps per control period (`h = DT/SUBSTEPS = 1 ms`).
@@ -136,7 +137,8 @@ pub const VOLTAGE_COST: f32 = 0.01;
 /// and `J = J_m + J_L/N²` (see the module docs), or it chatters around
 /// `ω = 0`. Other values give wrong (possibly non-finite) trajectories,
 /// never a panic.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DcMotorParams {
     /// Terminal resistance `R` (Ω).
     pub resistance: f32,
@@ -189,6 +191,21 @@ impl Default for DcMotorParams {
     }
 }
 
+/// The full state of a [`DcMotor`] (motor side unless stated).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DcMotorState {
+    /// Output angle `θ` (rad).
+    pub theta: f32,
+    /// Motor speed `ω` (rad/s).
+    pub omega: f32,
+    /// Current `i` (A).
+    pub current: f32,
+    /// Target angle `θ*` (output shaft, rad).
+    pub target: f32,
+    /// Steps since the last reset.
+    pub steps: u32,
+}
+
 /// A geared DC motor positioning task. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DcMotor {
@@ -229,32 +246,37 @@ impl DcMotor {
     /// Computes the substep's transition matrices (in f64, once); see the
     /// module docs.
     pub fn with_params(p: DcMotorParams) -> Self {
-        let j_eq = p.rotor_inertia + p.load_inertia / (p.gear_ratio * p.gear_ratio);
-        let (phi, psi_omega) = substep_matrices(&p, j_eq);
-        Self {
+        let mut m = Self {
             p,
-            j_eq,
-            phi,
-            psi_omega,
-            inv_damping: 1.0
-                / (p.viscous_friction + p.torque_constant * p.back_emf_constant / p.resistance),
-            inv_speed_scale: p.back_emf_constant * p.gear_ratio / p.supply_voltage,
-            inv_current_scale: p.resistance / p.supply_voltage,
+            j_eq: 0.0,
+            phi: [0.0; 4],
+            psi_omega: [0.0; 2],
+            inv_damping: 0.0,
+            inv_speed_scale: 0.0,
+            inv_current_scale: 0.0,
             theta: 0.0,
             omega: 0.0,
             current: 0.0,
             target: 0.0,
             steps: 0,
-        }
+        };
+        m.derive_constants();
+        m
     }
 
-    /// The constants in use.
-    pub fn params(&self) -> &DcMotorParams {
-        &self.p
+    /// The substep matrices and scales that follow from the parameters.
+    fn derive_constants(&mut self) {
+        let p = self.p;
+        self.j_eq = p.rotor_inertia + p.load_inertia / (p.gear_ratio * p.gear_ratio);
+        (self.phi, self.psi_omega) = substep_matrices(&p, self.j_eq);
+        self.inv_damping =
+            1.0 / (p.viscous_friction + p.torque_constant * p.back_emf_constant / p.resistance);
+        self.inv_speed_scale = p.back_emf_constant * p.gear_ratio / p.supply_voltage;
+        self.inv_current_scale = p.resistance / p.supply_voltage;
     }
 
-    /// The state `[θ (output, rad), ω/N (output, rad/s), i (A)]`, unscaled.
-    pub fn state(&self) -> [f32; 3] {
+    /// `[θ (output, rad), ω/N (output, rad/s), i (A)]`, unscaled.
+    pub fn output_state(&self) -> [f32; 3] {
         [self.theta, self.omega / self.p.gear_ratio, self.current]
     }
 
@@ -345,10 +367,45 @@ impl Default for DcMotor {
 
 impl Plant<3, 1> for DcMotor {
     const NAME: &'static str = "dc-motor";
+    const CODE: u8 = code::DC_MOTOR;
     const ACTION_LOW: [f32; 1] = [-1.0];
     const ACTION_HIGH: [f32; 1] = [1.0];
+    /// No voltage: the motor coasts to a stop.
+    const SAFE_ACTION: [f32; 1] = [0.0];
     const MAX_EPISODE_STEPS: u32 = 200;
     const DT: f32 = 0.01;
+    type Params = DcMotorParams;
+    type State = DcMotorState;
+
+    fn params(&self) -> DcMotorParams {
+        self.p
+    }
+    /// Recomputes the substep matrices (in f64, once per call).
+    fn set_params(&mut self, params: DcMotorParams) {
+        self.p = params;
+        self.derive_constants();
+    }
+    fn state(&self) -> DcMotorState {
+        DcMotorState {
+            theta: self.theta,
+            omega: self.omega,
+            current: self.current,
+            target: self.target,
+            steps: self.steps,
+        }
+    }
+    fn set_state(&mut self, s: DcMotorState) {
+        (
+            self.theta,
+            self.omega,
+            self.current,
+            self.target,
+            self.steps,
+        ) = (s.theta, s.omega, s.current, s.target, s.steps);
+    }
+    fn observe(&self) -> [f32; 3] {
+        self.obs()
+    }
 
     fn reset<R: RngCore + ?Sized>(&mut self, rng: &mut R) -> [f32; 3] {
         use core::f32::consts::PI;
@@ -414,7 +471,7 @@ mod tests {
             // ω_ss = K_t·V/(R·b + K_t·K_e); i_ss = (V − K_e·ω_ss)/R
             let w_ss = kt * v / (r * b + kt * ke);
             let i_ss = (v - ke * w_ss) / r;
-            let [_, w_out, i] = m.state();
+            let [_, w_out, i] = m.output_state();
             let w = w_out as f64 * p.gear_ratio as f64;
             assert!((w - w_ss).abs() < 1e-4 * w_ss.abs(), "a={a}: {w} vs {w_ss}");
             assert!(
@@ -440,12 +497,12 @@ mod tests {
             p.supply_voltage as f64,
         );
         let w_ss = (kt * v / r - tc) / (b + kt * ke / r);
-        let w = m.state()[1] as f64 * p.gear_ratio as f64;
+        let w = m.output_state()[1] as f64 * p.gear_ratio as f64;
         assert!((w - w_ss).abs() < 1e-4 * w_ss, "{w} vs {w_ss}");
         // Datasheet: n_0 = 9900 rpm, I_0 = 0.0105 A (within 1 %).
         let rpm = w * 60.0 / (2.0 * core::f64::consts::PI);
         assert!((rpm - 9900.0).abs() < 99.0, "{rpm} rpm");
-        let i = m.state()[2] as f64;
+        let i = m.output_state()[2] as f64;
         assert!((i - 0.0105).abs() < 0.0105 * 0.02, "{i} A");
         // Observation scales: ω̃ just below 1 at no load, ĩ = i·R/V_s.
         let o = m.obs();
@@ -498,7 +555,7 @@ mod tests {
             m.step(&[a]);
             fine_reference_step(&p, &mut x, (p.supply_voltage * a) as f64);
             let [th, w, i] = [x[0], x[1] / p.gear_ratio as f64, x[2]];
-            let [gth, gw, gi] = m.state();
+            let [gth, gw, gi] = m.output_state();
             assert!(
                 (gw as f64 - w).abs() < 2e-3 * w_full,
                 "step {k}: ω {gw} vs {w}"
@@ -586,7 +643,7 @@ mod tests {
         for _ in 0..100 {
             let o = a.reset(&mut ra);
             assert_eq!(o, b.reset(&mut rb));
-            assert_eq!(a.state(), [0.0, 0.0, 0.0]);
+            assert_eq!(a.output_state(), [0.0, 0.0, 0.0]);
             assert!((-core::f32::consts::PI..core::f32::consts::PI).contains(&a.target()));
             assert_eq!(o, [a.target(), 0.0, 0.0]);
         }

@@ -28,10 +28,15 @@
 //! `DT` is `1/30` s, Gymnasium's `render_fps`: the environment has no
 //! physical time, so this only says how fast a firmware should pace it to
 //! look like the reference rendering.
+//!
+//! Parameters ([`MountainCarParams`], defaults Gymnasium's): the engine
+//! `power` (0.0015), the `gravity` coefficient of the slope term (0.0025)
+//! and `max_speed` (0.07). The safe action is engine off (`0`).
 
 use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
 
-use super::{clip, Plant, Transition};
+use super::{clip, code, Plant, Transition};
 use crate::rng::uniform;
 
 /// Leftmost position (the wall).
@@ -48,10 +53,48 @@ pub const GOAL_VELOCITY: f32 = 0.0;
 pub const POWER: f32 = 0.0015;
 /// Reward for reaching the goal.
 pub const GOAL_REWARD: f32 = 100.0;
+/// Coefficient of the slope term `−gravity·cos(3x)`.
+pub const GRAVITY: f32 = 0.0025;
+
+/// Constants of the car and the hill. All must be finite, `max_speed`
+/// non-negative.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MountainCarParams {
+    /// Speed gained per step per unit action.
+    pub power: f32,
+    /// Coefficient of the slope term `−gravity·cos(3x)` per step.
+    pub gravity: f32,
+    /// The speed is clipped to `±max_speed` per step.
+    pub max_speed: f32,
+}
+
+impl Default for MountainCarParams {
+    /// Gymnasium's `MountainCarContinuous-v0`.
+    fn default() -> Self {
+        MountainCarParams {
+            power: POWER,
+            gravity: GRAVITY,
+            max_speed: MAX_SPEED,
+        }
+    }
+}
+
+/// The full state of a [`MountainCar`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MountainCarState {
+    /// Position `x`.
+    pub position: f32,
+    /// Velocity `v` (position units per step).
+    pub velocity: f32,
+    /// Steps since the last reset.
+    pub steps: u32,
+}
 
 /// Gymnasium's `MountainCarContinuous-v0`. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MountainCar {
+    p: MountainCarParams,
     /// Position `x`.
     position: f32,
     /// Velocity `v` (position units per step).
@@ -65,15 +108,15 @@ impl MountainCar {
     /// `v = 0`). Call [`Plant::reset`] to draw a random initial state.
     pub const fn new() -> Self {
         Self {
+            p: MountainCarParams {
+                power: POWER,
+                gravity: GRAVITY,
+                max_speed: MAX_SPEED,
+            },
             position: -0.5,
             velocity: 0.0,
             steps: 0,
         }
-    }
-
-    /// The state `[x, v]` (equal to the observation).
-    pub fn state(&self) -> [f32; 2] {
-        [self.position, self.velocity]
     }
 }
 
@@ -85,24 +128,53 @@ impl Default for MountainCar {
 
 impl Plant<2, 1> for MountainCar {
     const NAME: &'static str = "mountain-car";
+    const CODE: u8 = code::MOUNTAIN_CAR;
     const ACTION_LOW: [f32; 1] = [-1.0];
     const ACTION_HIGH: [f32; 1] = [1.0];
+    const SAFE_ACTION: [f32; 1] = [0.0];
     const MAX_EPISODE_STEPS: u32 = 999;
     const DT: f32 = 1.0 / 30.0;
+    type Params = MountainCarParams;
+    type State = MountainCarState;
+
+    fn params(&self) -> MountainCarParams {
+        self.p
+    }
+    fn set_params(&mut self, params: MountainCarParams) {
+        self.p = params;
+    }
+    fn state(&self) -> MountainCarState {
+        MountainCarState {
+            position: self.position,
+            velocity: self.velocity,
+            steps: self.steps,
+        }
+    }
+    fn set_state(&mut self, s: MountainCarState) {
+        (self.position, self.velocity, self.steps) = (s.position, s.velocity, s.steps);
+    }
+    fn observe(&self) -> [f32; 2] {
+        [self.position, self.velocity]
+    }
 
     fn reset<R: RngCore + ?Sized>(&mut self, rng: &mut R) -> [f32; 2] {
         self.position = uniform(rng, -0.6, -0.4);
         self.velocity = 0.0;
         self.steps = 0;
-        self.state()
+        self.observe()
     }
 
     fn step(&mut self, action: &[f32; 1]) -> Transition<2> {
         let raw = if action[0].is_nan() { 0.0 } else { action[0] };
         let force = clip(raw, -1.0, 1.0);
 
-        let mut v = self.velocity + force * POWER - 0.0025 * libm::cosf(3.0 * self.position);
-        v = clip(v, -MAX_SPEED, MAX_SPEED);
+        let MountainCarParams {
+            power,
+            gravity,
+            max_speed,
+        } = self.p;
+        let mut v = self.velocity + force * power - gravity * libm::cosf(3.0 * self.position);
+        v = clip(v, -max_speed, max_speed);
         let x = clip(self.position + v, MIN_POSITION, MAX_POSITION);
         if x == MIN_POSITION && v < 0.0 {
             v = 0.0;
@@ -116,7 +188,7 @@ impl Plant<2, 1> for MountainCar {
         reward -= raw * raw * 0.1;
 
         Transition {
-            obs: self.state(),
+            obs: self.observe(),
             reward,
             terminated,
             truncated: self.steps >= <Self as Plant<2, 1>>::MAX_EPISODE_STEPS,
@@ -153,7 +225,7 @@ mod tests {
         // Bang-bang on the sign of v: swings up and reaches the goal.
         let mut c = MountainCar::new();
         c.reset(&mut seeded(11));
-        let [x0, v0] = c.state();
+        let [x0, v0] = c.observe();
         let (mut x, mut v) = (x0 as f64, v0 as f64);
         let mut reached = false;
         for k in 0..999 {

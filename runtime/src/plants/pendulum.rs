@@ -4,13 +4,14 @@
 //! `u` at the hinge. `θ = 0` is upright, `θ` grows counter-clockwise and is
 //! *not* wrapped in the state (only in the reward), as in Gymnasium.
 //!
-//! One step, with `g = 10`, `m = 1`, `l = 1`, `dt = 0.05`, `max_torque = 2`,
-//! `max_speed = 8`:
+//! One step, with the parameters ([`PendulumParams`], defaults Gymnasium's)
+//! `g = 10`, `m = 1`, `l = 1`, `max_speed = 8`, and the constants
+//! `dt = 0.05`, `max_torque = 2`:
 //!
 //! ```text
 //! u  = clip(a, −2, 2)                       (NaN → 0)
 //! r  = −(angle_normalize(θ)² + 0.1·θ̇² + 0.001·u²)      on θ, θ̇ BEFORE the step
-//! θ̇' = clip(θ̇ + (3g/(2l)·sin θ + 3/(m·l²)·u)·dt, −8, 8)
+//! θ̇' = clip(θ̇ + (3g/(2l)·sin θ + 3/(m·l²)·u)·dt, −max_speed, max_speed)
 //! θ' = θ + θ̇'·dt                            (semi-implicit Euler)
 //! obs = [cos θ', sin θ', θ̇']
 //!
@@ -19,23 +20,65 @@
 //!
 //! Reset: `θ ~ U[−π, π)`, `θ̇ ~ U[−1, 1)`. Episodes last 200 steps and end
 //! by truncation only (`terminated` is always `false`). The reward lies in
-//! `[−16.2736, 0]`.
+//! `[−16.2736, 0]` (with the default parameters).
+//!
+//! The safe action is zero torque (the pendulum swings freely).
 
 use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
 
-use super::{clip, Plant, Transition};
+use super::{clip, code, Plant, Transition};
 use crate::rng::uniform;
 
-/// Gravity `g` (m/s²).
+/// Gravity `g` (m/s²), the default of [`PendulumParams::gravity`].
 pub const G: f32 = 10.0;
-/// Rod mass `m` (kg).
+/// Rod mass `m` (kg), the default of [`PendulumParams::mass`].
 pub const M: f32 = 1.0;
-/// Rod length `l` (m).
+/// Rod length `l` (m), the default of [`PendulumParams::length`].
 pub const L: f32 = 1.0;
 /// Largest torque magnitude (N·m); actions are clipped to `±MAX_TORQUE`.
 pub const MAX_TORQUE: f32 = 2.0;
-/// Largest angular speed magnitude (rad/s); `θ̇` is clipped to `±MAX_SPEED`.
+/// Largest angular speed magnitude (rad/s), the default of
+/// [`PendulumParams::max_speed`].
 pub const MAX_SPEED: f32 = 8.0;
+
+/// Physical constants of the pendulum. All must be finite; `mass` and
+/// `length` positive.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PendulumParams {
+    /// Gravity `g` (m/s²).
+    pub gravity: f32,
+    /// Rod mass `m` (kg).
+    pub mass: f32,
+    /// Rod length `l` (m).
+    pub length: f32,
+    /// `θ̇` is clipped to `±max_speed` (rad/s).
+    pub max_speed: f32,
+}
+
+impl Default for PendulumParams {
+    /// Gymnasium's `Pendulum-v1`.
+    fn default() -> Self {
+        PendulumParams {
+            gravity: G,
+            mass: M,
+            length: L,
+            max_speed: MAX_SPEED,
+        }
+    }
+}
+
+/// The full state of a [`Pendulum`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PendulumState {
+    /// Angle from upright (rad), unwrapped.
+    pub theta: f32,
+    /// Angular speed (rad/s).
+    pub theta_dot: f32,
+    /// Steps since the last reset.
+    pub steps: u32,
+}
 
 /// `((x + π) mod 2π) − π` with a floored (Python) modulo: `x` wrapped
 /// to `[−π, π)`.
@@ -60,6 +103,7 @@ pub fn angle_normalize(x: f32) -> f32 {
 /// Gymnasium's `Pendulum-v1`. See the [module docs](self) for the equations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pendulum {
+    p: PendulumParams,
     /// Angle from upright (rad), unwrapped.
     theta: f32,
     /// Angular speed (rad/s).
@@ -73,15 +117,16 @@ impl Pendulum {
     /// [`Plant::reset`] to draw a random initial state.
     pub const fn new() -> Self {
         Self {
+            p: PendulumParams {
+                gravity: G,
+                mass: M,
+                length: L,
+                max_speed: MAX_SPEED,
+            },
             theta: 0.0,
             theta_dot: 0.0,
             steps: 0,
         }
-    }
-
-    /// The state `[θ, θ̇]` (θ unwrapped, rad and rad/s).
-    pub fn state(&self) -> [f32; 2] {
-        [self.theta, self.theta_dot]
     }
 
     fn obs(&self) -> [f32; 3] {
@@ -101,10 +146,34 @@ impl Default for Pendulum {
 
 impl Plant<3, 1> for Pendulum {
     const NAME: &'static str = "pendulum";
+    const CODE: u8 = code::PENDULUM;
     const ACTION_LOW: [f32; 1] = [-MAX_TORQUE];
     const ACTION_HIGH: [f32; 1] = [MAX_TORQUE];
+    const SAFE_ACTION: [f32; 1] = [0.0];
     const MAX_EPISODE_STEPS: u32 = 200;
     const DT: f32 = 0.05;
+    type Params = PendulumParams;
+    type State = PendulumState;
+
+    fn params(&self) -> PendulumParams {
+        self.p
+    }
+    fn set_params(&mut self, params: PendulumParams) {
+        self.p = params;
+    }
+    fn state(&self) -> PendulumState {
+        PendulumState {
+            theta: self.theta,
+            theta_dot: self.theta_dot,
+            steps: self.steps,
+        }
+    }
+    fn set_state(&mut self, s: PendulumState) {
+        (self.theta, self.theta_dot, self.steps) = (s.theta, s.theta_dot, s.steps);
+    }
+    fn observe(&self) -> [f32; 3] {
+        self.obs()
+    }
 
     fn reset<R: RngCore + ?Sized>(&mut self, rng: &mut R) -> [f32; 3] {
         use core::f32::consts::PI;
@@ -122,10 +191,16 @@ impl Plant<3, 1> for Pendulum {
         let an = angle_normalize(th);
         let cost = an * an + 0.1 * thdot * thdot + 0.001 * u * u;
 
+        let PendulumParams {
+            gravity: g,
+            mass: m,
+            length: l,
+            max_speed,
+        } = self.p;
         let thdot_new = clip(
-            thdot + (3.0 * G / (2.0 * L) * libm::sinf(th) + 3.0 / (M * L * L) * u) * dt,
-            -MAX_SPEED,
-            MAX_SPEED,
+            thdot + (3.0 * g / (2.0 * l) * libm::sinf(th) + 3.0 / (m * l * l) * u) * dt,
+            -max_speed,
+            max_speed,
         );
         self.theta = th + thdot_new * dt;
         self.theta_dot = thdot_new;
@@ -177,7 +252,11 @@ mod tests {
             let mut p = Pendulum::new();
             let mut rng = seeded(seed);
             p.reset(&mut rng);
-            let [th0, thd0] = p.state();
+            let PendulumState {
+                theta: th0,
+                theta_dot: thd0,
+                ..
+            } = p.state();
             let (mut th, mut thd) = (th0 as f64, thd0 as f64);
             let mut max_err = 0.0f64;
             // 60 steps (3 s): long enough to swing through, short enough
@@ -213,11 +292,19 @@ mod tests {
         let mut p = Pendulum::new();
         p.reset(&mut seeded(42));
         for k in 0..1000 {
-            let [th, thd] = p.state();
+            let PendulumState {
+                theta: th,
+                theta_dot: thd,
+                ..
+            } = p.state();
             let a = 2.5 * action(k);
             let (nth, nthd, r) = ref_step(th as f64, thd as f64, a as f64);
             let t = p.step(&[a]);
-            let [gth, gthd] = p.state();
+            let PendulumState {
+                theta: gth,
+                theta_dot: gthd,
+                ..
+            } = p.state();
             assert!((gth as f64 - nth).abs() < 1e-4 * (1.0 + nth.abs()));
             assert!((gthd as f64 - nthd).abs() < 1e-4);
             assert!((t.reward as f64 - r).abs() < 1e-4 * (1.0 + r.abs()));
@@ -262,7 +349,7 @@ mod tests {
         let t = p.step(&[2.0]);
         // unclipped would be 7.9 + (15 + 6)·0.05 = 8.95
         assert_eq!(t.obs[2], MAX_SPEED);
-        assert_eq!(p.state()[0], core::f32::consts::FRAC_PI_2 + 8.0 * 0.05);
+        assert_eq!(p.state().theta, core::f32::consts::FRAC_PI_2 + 8.0 * 0.05);
         p.theta = -core::f32::consts::FRAC_PI_2;
         p.theta_dot = -7.9;
         assert_eq!(p.step(&[-2.0]).obs[2], -MAX_SPEED);
@@ -294,7 +381,11 @@ mod tests {
         for _ in 0..100 {
             let oa = a.reset(&mut ra);
             assert_eq!(oa, b.reset(&mut rb));
-            let [th, thd] = a.state();
+            let PendulumState {
+                theta: th,
+                theta_dot: thd,
+                ..
+            } = a.state();
             assert!((-core::f32::consts::PI..core::f32::consts::PI).contains(&th));
             assert!((-1.0..1.0).contains(&thd));
             assert_eq!(oa, [libm::cosf(th), libm::sinf(th), thd]);

@@ -27,15 +27,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{bail, Context, Result};
-use tinyppo_runtime::log::PLANT_HARDWARE;
-use tinyppo_runtime::sim;
+use anyhow::{Context, Result};
+use tinyppo_runtime::plants::code;
 use tinyppo_runtime::Policy;
 
 use super::FinetuneConfig;
+use crate::algo::TrainState;
 use crate::logs::{DecodedLog, Transition};
 use crate::normalize::normalize_obs;
-use crate::ppo::TrainState;
+use crate::registry::RegisteredPlant;
 
 /// Logged steps ready for learning, fragments laid end to end (row-major
 /// arrays of `obs_dim`/`act_dim` columns).
@@ -163,8 +163,8 @@ fn hist_string(h: &BTreeMap<u32, usize>) -> String {
 
 /// Everything [`import_log`] needs to know about the run.
 pub struct ImportCtx<'a> {
-    /// Plant name.
-    pub env: String,
+    /// The run's plant.
+    pub plant: RegisteredPlant,
     /// Observation width of the model.
     pub obs_dim: usize,
     /// Action width of the model.
@@ -190,6 +190,7 @@ pub struct ImportCtx<'a> {
 impl<'a> ImportCtx<'a> {
     /// The context of a run's state and index maps.
     pub fn of_state(
+        plant: &RegisteredPlant,
         state: &TrainState,
         versions: &'a BTreeMap<u32, u32>,
         blobs: &'a BTreeMap<u32, Vec<u8>>,
@@ -206,7 +207,7 @@ impl<'a> ImportCtx<'a> {
             ((var + 1e-8).sqrt() as f32, cfg.reward_clip)
         });
         ImportCtx {
-            env: cfg.env.clone(),
+            plant: plant.clone(),
             obs_dim: state.model.obs_dim(),
             act_dim: state.model.act_dim(),
             current_version,
@@ -238,31 +239,21 @@ impl<'a> ImportCtx<'a> {
 
 /// `log μ(u|x)` of each `(x, u)` recomputed by the runtime from `blob`
 /// (`Policy::<O, A, 256>::log_prob`); `None` where the runtime refuses.
-pub fn runtime_log_probs(
-    env: &str,
+/// Commands reach it through
+/// [`RegisteredPlant::log_probs`](crate::registry::RegisteredPlant::log_probs).
+pub fn runtime_log_probs<const O: usize, const A: usize>(
     blob: &[u8],
     items: &[(&[f32], &[f32])],
 ) -> Result<Vec<Option<f32>>> {
-    fn run<const O: usize, const A: usize>(
-        blob: &[u8],
-        items: &[(&[f32], &[f32])],
-    ) -> Result<Vec<Option<f32>>> {
-        let p = Policy::<O, A, 256>::from_bytes(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(items
-            .iter()
-            .map(|(o, a)| {
-                let o: [f32; O] = (*o).try_into().ok()?;
-                let a: [f32; A] = (*a).try_into().ok()?;
-                p.log_prob(&o, &a).ok()
-            })
-            .collect())
-    }
-    match env {
-        "pendulum" | "dc-motor" => run::<3, 1>(blob, items),
-        "mountain-car" => run::<2, 1>(blob, items),
-        "cartpole" => run::<4, 1>(blob, items),
-        other => bail!("no runtime instantiation for env {other:?}"),
-    }
+    let p = Policy::<O, A, 256>::from_bytes(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(items
+        .iter()
+        .map(|(o, a)| {
+            let o: [f32; O] = (*o).try_into().ok()?;
+            let a: [f32; A] = (*a).try_into().ok()?;
+            p.log_prob(&o, &a).ok()
+        })
+        .collect())
 }
 
 /// Imports a decoded log (module docs, step 1).
@@ -272,12 +263,12 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
         unknown_kept: ctx.keep_unknown,
         ..ImportReport::default()
     };
-    let code = sim::plant_code(&ctx.env);
     let stream_ok: Vec<bool> = log
         .streams
         .iter()
         .map(|h| {
-            let plant_ok = Some(h.plant) == code || h.plant >= 0x80 || h.plant == PLANT_HARDWARE;
+            // The run's plant, or a stream that names none (hardware).
+            let plant_ok = h.plant == ctx.plant.code() || h.plant == code::UNSPECIFIED;
             plant_ok && h.obs_dim as usize == ctx.obs_dim && h.act_dim as usize == ctx.act_dim
         })
         .collect();
@@ -349,7 +340,9 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
             .iter()
             .map(|&i| (tr[i].obs.as_slice(), tr[i].action.as_slice()))
             .collect();
-        let lps = runtime_log_probs(&ctx.env, blob, &items)
+        let lps = ctx
+            .plant
+            .log_probs(blob, &items)
             .with_context(|| format!("loading the blob of policy {id:08x}"))?;
         for (&i, lp) in idx.iter().zip(lps) {
             rep.compared += 1;

@@ -1,11 +1,12 @@
-//! The training loop: vectorized rollouts, GAE, clipped updates (PPO; A2C
-//! is its one-step special case, REINFORCE lives in [`reinforce`]).
+//! The training algorithms of the notes' family, over one [`Trainer`]:
+//! its state ([`TrainState`], the checkpoint), its plants and its
+//! vectorized rollouts.
 //!
-//! One *update* = a rollout of `num_steps` steps in each of `num_envs`
-//! plants, GAE advantages (see [`crate::gae`]), then `update_epochs` passes
-//! of shuffled minibatches through [`crate::loss::ppo_loss`], Adam with
-//! global gradient-norm clipping, a linearly annealed learning rate, and an
-//! optional early stop when approx-KL exceeds `target_kl`.
+//! - `ppo` and `a2c` (module `ppo`): a rollout of `num_steps` steps in each
+//!   of `num_envs` plants, GAE advantages ([`crate::gae`]), then PPO's
+//!   clipped epochs, or A2C's single full-batch step;
+//! - `reinforce` (module `reinforce`): batches of complete episodes and the
+//!   notes' estimators with baselines ([`crate::pg`]).
 //!
 //! The sampled (unclipped) action is stored and used in the loss; only the
 //! action sent to the plant is clipped to the bounds.
@@ -14,29 +15,29 @@ use std::collections::VecDeque;
 
 use anyhow::{anyhow, bail, Result};
 use ndarray::ArrayView2;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tinyppo_runtime::gaussian::standard_normals;
 use tinyppo_runtime::rng::{seeded, DefaultRng};
 
-use crate::config::{AdvantageKind, Algo, PpoConfig};
-use crate::env::{make_env, Env};
-use crate::gae::{gae, GaeInput};
-use crate::loss::{ppo_loss, LossCoefs, LossStats, Minibatch, Workspace};
+use crate::config::{Algo, TrainConfig};
+use crate::env::Env;
+use crate::loss::{LossStats, Workspace};
 use crate::mlp::Cache;
 use crate::model::{gaussian_log_prob, ActorCritic};
 use crate::normalize::{normalize_obs, RewardScaler, RunningMeanStd};
 use crate::optim::{guarded_step, Adam};
-use crate::pg::nstep_advantages;
-use crate::stats::explained_variance;
+use crate::registry::RegisteredPlant;
 
+mod ppo;
 mod reinforce;
 
 /// Everything that defines a run's state between updates (the checkpoint).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct TrainState {
-    /// Resolved configuration.
-    pub cfg: PpoConfig,
+    /// Resolved configuration (kept as TOML text in the checkpoint, so it
+    /// reads by field name, not by position).
+    #[serde(with = "crate::checkpoint::config_as_toml")]
+    pub cfg: TrainConfig,
     /// Networks and log-std.
     pub model: ActorCritic,
     /// Optimizer state.
@@ -130,6 +131,8 @@ struct Rollout {
 pub struct Trainer {
     /// The checkpointable state.
     pub state: TrainState,
+    /// The plant it trains on.
+    pub plant: RegisteredPlant,
     envs: Vec<Box<dyn Env>>,
     obs_raw: Vec<f32>,
     ep_return: Vec<f64>,
@@ -146,14 +149,21 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A fresh run from a resolved configuration.
-    pub fn new(cfg: PpoConfig) -> Result<Self> {
+    /// A fresh run of `cfg` on `plant` (the registered plant `cfg.env`
+    /// names).
+    pub fn new(cfg: TrainConfig, plant: &RegisteredPlant) -> Result<Self> {
         cfg.validate()?;
-        let probe = make_env(&cfg.env)?;
+        if cfg.env != plant.name() {
+            bail!(
+                "the configuration is for plant {:?}, not {}",
+                cfg.env,
+                plant.name()
+            );
+        }
         let mut rng = seeded(cfg.seed);
         let model = ActorCritic::new(
-            probe.obs_dim(),
-            probe.act_dim(),
+            plant.obs_dim(),
+            plant.act_dim(),
             &cfg.actor_hidden,
             &cfg.critic_hidden,
             cfg.activation,
@@ -162,7 +172,7 @@ impl Trainer {
         );
         let state = TrainState {
             adam: Adam::new(model.params.len(), cfg.adam_eps),
-            obs_rms: RunningMeanStd::new(probe.obs_dim()),
+            obs_rms: RunningMeanStd::new(plant.obs_dim()),
             reward_scaler: RewardScaler::new(cfg.num_envs, cfg.gamma, cfg.reward_clip),
             model,
             rng,
@@ -172,16 +182,17 @@ impl Trainer {
             target_rms: RunningMeanStd::new(1),
             cfg,
         };
-        Self::from_state(state)
+        Self::from_state(state, plant)
     }
 
-    /// Continues a run from a checkpointed state. Plants start new
-    /// episodes (episodes in flight at the checkpoint are not restored).
-    pub fn from_state(mut state: TrainState) -> Result<Self> {
+    /// Continues a run from a checkpointed state on `plant`. Plants start
+    /// new episodes (episodes in flight at the checkpoint are not restored).
+    pub fn from_state(mut state: TrainState, plant: &RegisteredPlant) -> Result<Self> {
         let cfg = &state.cfg;
-        let envs: Vec<Box<dyn Env>> = (0..cfg.num_envs)
-            .map(|_| make_env(&cfg.env))
-            .collect::<Result<_>>()?;
+        if cfg.env != plant.name() {
+            bail!("the run is on plant {:?}, not {}", cfg.env, plant.name());
+        }
+        let envs: Vec<Box<dyn Env>> = (0..cfg.num_envs).map(|_| plant.make_env()).collect();
         let (od, ad) = (envs[0].obs_dim(), envs[0].act_dim());
         if state.model.obs_dim() != od || state.model.act_dim() != ad {
             bail!(
@@ -216,6 +227,7 @@ impl Trainer {
         };
         Ok(Trainer {
             state,
+            plant: plant.clone(),
             envs,
             obs_raw,
             ep_return: vec![0.0; n],
@@ -413,7 +425,7 @@ impl Trainer {
     }
 
     /// Mean σ of the policy.
-    fn mean_std(&self) -> f32 {
+    fn mean_sigma(&self) -> f32 {
         let ls = self.state.model.log_std();
         ls.iter().map(|l| l.exp()).sum::<f32>() / ls.len() as f32
     }
@@ -421,146 +433,19 @@ impl Trainer {
     /// Runs one update (rollout + optimization) and returns its metrics, or
     /// an error naming the quantity that became non-finite.
     pub fn step_update(&mut self) -> Result<UpdateMetrics> {
-        if self.state.cfg.algo == Algo::Reinforce {
-            return self.reinforce_update();
+        match self.state.cfg.algo {
+            Algo::Reinforce => self.reinforce_update(),
+            Algo::Ppo | Algo::A2c => self.ppo_update(),
         }
-        let cfg = self.state.cfg.clone();
-        let update = self.state.update + 1;
-        let t0 = std::time::Instant::now();
-        let finished = self.collect();
-        let t1 = std::time::Instant::now();
-        self.seconds.0 += (t1 - t0).as_secs_f64();
-        for &r in &finished {
+    }
+
+    /// Records the returns of finished episodes (the last 100 are kept).
+    fn record_returns(&mut self, finished: &[f64]) {
+        for &r in finished {
             if self.state.recent_returns.len() == 100 {
                 self.state.recent_returns.pop_front();
             }
             self.state.recent_returns.push_back(r);
         }
-
-        let inp = GaeInput {
-            rewards: &self.buf.rewards,
-            values: &self.buf.values,
-            next_values: &self.buf.next_values,
-            terminated: &self.buf.terminated,
-            truncated: &self.buf.truncated,
-            num_envs: cfg.num_envs,
-        };
-        match cfg.advantage {
-            AdvantageKind::Gae => gae(&inp, cfg.gamma, cfg.gae_lambda, &mut self.buf.adv),
-            AdvantageKind::Nstep => {
-                nstep_advantages(&inp, cfg.gamma, cfg.n_step, &mut self.buf.adv)
-            }
-        }
-        for ((r, a), v) in self
-            .buf
-            .returns
-            .iter_mut()
-            .zip(&self.buf.adv)
-            .zip(&self.buf.values)
-        {
-            *r = a + v;
-        }
-
-        let lr = self.learning_rate(update);
-        let coefs = LossCoefs {
-            clip_coef: cfg.clip_coef,
-            clip_vloss: cfg.clip_vloss,
-            ent_coef: cfg.ent_coef,
-            vf_coef: cfg.vf_coef,
-            norm_adv: cfg.norm_adv,
-        };
-        let (b, mbs) = (cfg.batch_size(), cfg.minibatch_size());
-        let (od, ad) = (self.state.model.obs_dim(), self.state.model.act_dim());
-        let mut idx: Vec<usize> = (0..b).collect();
-        let mut grad = vec![0.0f32; self.state.model.params.len()];
-        let (mut mb_obs, mut mb_act) = (vec![0.0f32; mbs * od], vec![0.0f32; mbs * ad]);
-        let (mut mb_logp, mut mb_adv, mut mb_ret, mut mb_val) = (
-            vec![0.0f32; mbs],
-            vec![0.0f32; mbs],
-            vec![0.0f32; mbs],
-            vec![0.0f32; mbs],
-        );
-        let mut sum = LossStats::default();
-        let (mut count, mut gnorm_sum, mut epochs) = (0u32, 0.0f32, 0u32);
-        'epochs: for _ in 0..cfg.update_epochs {
-            epochs += 1;
-            // Fisher–Yates with the run's RNG.
-            for i in (1..b).rev() {
-                let j = self.state.rng.random_range(0..=i);
-                idx.swap(i, j);
-            }
-            let mut epoch_kl = 0.0;
-            for chunk in idx.chunks_exact(mbs) {
-                for (k, &i) in chunk.iter().enumerate() {
-                    mb_obs[k * od..(k + 1) * od]
-                        .copy_from_slice(&self.buf.obs[i * od..(i + 1) * od]);
-                    mb_act[k * ad..(k + 1) * ad]
-                        .copy_from_slice(&self.buf.actions[i * ad..(i + 1) * ad]);
-                    mb_logp[k] = self.buf.logp[i];
-                    mb_adv[k] = self.buf.adv[i];
-                    mb_ret[k] = self.buf.returns[i];
-                    mb_val[k] = self.buf.values[i];
-                }
-                let mb = Minibatch {
-                    obs: ArrayView2::from_shape((mbs, od), &mb_obs).expect("rows"),
-                    actions: ArrayView2::from_shape((mbs, ad), &mb_act).expect("rows"),
-                    logp_old: &mb_logp,
-                    adv: &mb_adv,
-                    returns: &mb_ret,
-                    values_old: &mb_val,
-                };
-                grad.fill(0.0);
-                let st = ppo_loss(
-                    &self.state.model,
-                    &mb,
-                    &coefs,
-                    &mut self.ws,
-                    Some(&mut grad),
-                );
-                let gn = self.optimizer_step(&st, &mut grad, lr, update)?;
-                sum.add(&st);
-                gnorm_sum += gn;
-                count += 1;
-                epoch_kl = st.approx_kl;
-            }
-            if cfg.target_kl > 0.0 && epoch_kl > cfg.target_kl {
-                break 'epochs;
-            }
-        }
-        self.state.update = update;
-        self.seconds.1 += t1.elapsed().as_secs_f64();
-
-        let c = count.max(1) as f32;
-        let avg = sum.mean(count);
-        let ev = explained_variance(&self.buf.returns, &self.buf.values);
-        let ep_mean = if finished.is_empty() {
-            f64::NAN
-        } else {
-            finished.iter().sum::<f64>() / finished.len() as f64
-        };
-        let rr = &self.state.recent_returns;
-        Ok(UpdateMetrics {
-            update,
-            global_step: self.state.global_step,
-            episodic_return: ep_mean,
-            recent_return: if rr.is_empty() {
-                f64::NAN
-            } else {
-                rr.iter().sum::<f64>() / rr.len() as f64
-            },
-            episodes: finished.len() as u32,
-            learning_rate: lr,
-            pg_loss: avg.pg_loss,
-            v_loss: avg.v_loss,
-            entropy: avg.entropy,
-            approx_kl: avg.approx_kl,
-            old_approx_kl: avg.old_approx_kl,
-            clipfrac: avg.clipfrac,
-            explained_variance: ev as f32,
-            grad_norm: gnorm_sum / c,
-            epochs,
-            std: self.mean_std(),
-            sps: 0.0,
-        })
     }
 }

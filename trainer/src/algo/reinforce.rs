@@ -13,7 +13,7 @@
 //! where `s_ψ` is the standard deviation of the weights when `norm_adv`
 //! (a step-size normalization: ψ is scaled, never centred, so "no
 //! baseline" stays no baseline). The critic (only trained with
-//! `baseline = "value"`) fits normalized targets `ŷ = (y − m)/s`, with
+//! `reinforce.baseline = "value"`) fits normalized targets `ŷ = (y − m)/s`, with
 //! `m, s` running statistics of the targets y (Monte-Carlo reward-to-go or
 //! bootstrapped `r + γV(s')`), and predicts `V = m + s · V̂_φ`. Rewards are
 //! used as the plant returns them (`norm_reward` does not apply).
@@ -55,12 +55,7 @@ impl Trainer {
         let t1 = Instant::now();
         self.seconds.0 += (t1 - t0).as_secs_f64();
         let finished = batch.undiscounted_returns();
-        for &r in &finished {
-            if self.state.recent_returns.len() == 100 {
-                self.state.recent_returns.pop_front();
-            }
-            self.state.recent_returns.push_back(r);
-        }
+        self.record_returns(&finished);
         self.state.global_step += batch.steps() as u64;
 
         let model = &self.state.model;
@@ -69,7 +64,7 @@ impl Trainer {
             gamma: cfg.gamma,
             time_discount: false,
         };
-        let use_values = cfg.baseline == Baseline::Value;
+        let use_values = cfg.reinforce.baseline == Baseline::Value;
         // V = m + s · V̂ with the target statistics before this batch.
         let (m, s) = {
             let (mean, inv) = self.state.target_rms.export();
@@ -87,11 +82,11 @@ impl Trainer {
         });
 
         // Policy part: ascent direction ĝ, scaled by 1/s_ψ.
-        let est = Estimator::Reinforce(cfg.pg_return, cfg.baseline);
+        let est = Estimator::Reinforce(cfg.reinforce.pg_return, cfg.reinforce.baseline);
         let p = model.critic_range().start;
         let mut grad = vec![0.0f32; model.params.len()];
         let mut cache = Cache::default();
-        let (ghat, psi) = if cfg.baseline == Baseline::Optimal {
+        let (ghat, psi) = if cfg.reinforce.baseline == Baseline::Optimal {
             let g = policy_gradient(model, &batch, est, None, &opts);
             // The step's representative weights: r(τ_i) on every step.
             let rets = batch.returns(cfg.gamma);
@@ -138,7 +133,7 @@ impl Trainer {
         let (mut v_loss, mut ev) = (0.0f32, f64::NAN);
         if use_values {
             let v = values.as_ref().expect("values");
-            let y = value_targets(&batch, cfg.value_target, Some(v), cfg.gamma);
+            let y = value_targets(&batch, cfg.reinforce.value_target, Some(v), cfg.gamma);
             ev = explained_variance(&y, &v.values);
             self.state.target_rms.update(&y);
             let (mean, inv) = self.state.target_rms.export();
@@ -192,7 +187,7 @@ impl Trainer {
             explained_variance: ev as f32,
             grad_norm: gn,
             epochs: 1,
-            std: self.mean_std(),
+            std: self.mean_sigma(),
             sps: 0.0,
         })
     }

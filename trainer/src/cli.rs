@@ -1,0 +1,1017 @@
+//! The `tinyppo` command line, for any [`Registry`] of plants: train,
+//! evaluate, export, inspect, simulate, read logs, fine-tune, study, plot.
+//!
+//! The `tinyppo` binary is `cli::run(Registry::builtin())`; a user's binary
+//! with a plant of their own is the same call with their registry, and has
+//! every subcommand:
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//! use tinyppo_trainer::{cli, registry::Registry};
+//!
+//! fn main() -> ExitCode {
+//!     cli::run(Registry::builtin() /* .with::<MyPlant, 3, 1>(include_str!("my-plant.toml")) */)
+//! }
+//! ```
+//!
+//! Argument parsing and printing live here; the work is in the library
+//! modules ([`crate::run`] for training runs).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tinyppo_runtime::Blob;
+
+use crate::checkpoint;
+use crate::config;
+use crate::export::{export_blob, PolicyIndex, Quant};
+use crate::finetune::{finetune, FinetuneConfig, ImportReport, Progress};
+use crate::logs;
+use crate::offpolicy::IsCorrection;
+use crate::registry::Registry;
+use crate::report;
+use crate::run::{self, RunEvent, RunOptions};
+use crate::stats::mean_std;
+use crate::study::{self, StudyConfig, StudyPolicy, ValueFitConfig};
+
+/// Writes to stdout; when stdout is closed (`tinyppo inspect x.bin | head`)
+/// the process ends quietly with success instead of panicking as `print!`
+/// does, and another write error ends it with a message.
+fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`write_stdout`].
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+#[derive(Parser)]
+#[command(
+    name = "tinyppo",
+    version,
+    about = "Train PPO control policies and run them on microcontrollers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a policy (PPO; or A2C, REINFORCE with --algo) and export it.
+    Train(TrainArgs),
+    /// Evaluate an exported policy blob through the device runtime.
+    Eval {
+        /// Policy blob (policy.bin or policy-f32.bin).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Plant (a registered name: `tinyppo plants` lists them).
+        #[arg(long)]
+        env: String,
+        /// Run a blob exported for another plant of the same dimensions.
+        #[arg(long)]
+        allow_other_plant: bool,
+        /// Episodes.
+        #[arg(long, default_value_t = 100)]
+        episodes: usize,
+        /// Seed of the plant resets (and of sampling with --stochastic).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sample actions instead of applying the mean.
+        #[arg(long)]
+        stochastic: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a checkpoint's policy as a blob.
+    Export {
+        /// Run directory holding checkpoint.bin.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Weight encoding.
+        #[arg(long, value_enum, default_value_t = Quant::Int8)]
+        quant: Quant,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Describe a policy blob.
+    Inspect {
+        /// Policy blob.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a policy on a simulated plant through the device control loop
+    /// and write its rollout log (the bytes the firmware would send).
+    Simulate {
+        /// Policy blob.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Plant (a registered name: `tinyppo plants` lists them).
+        #[arg(long)]
+        env: String,
+        /// Run a blob exported for another plant of the same dimensions.
+        #[arg(long)]
+        allow_other_plant: bool,
+        /// Episodes.
+        #[arg(long, default_value_t = 10)]
+        episodes: u32,
+        /// Seed of the plant resets and of sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Log file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Apply the policy mean instead of sampling.
+        #[arg(long)]
+        deterministic: bool,
+    },
+    /// Improve a run's policy from device rollout logs (off-policy PPO
+    /// with importance weights; docs/OFFPOLICY.md). Writes a checkpoint and
+    /// policy.bin (int8) as the run's next policy version.
+    Finetune(Box<FinetuneArgs>),
+    /// Plot the learning curves of several runs: one panel per plant, one
+    /// median line with a min–max band per algorithm (over the runs given).
+    Plot {
+        /// Run directories (each with config.toml and metrics.csv).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output PNG.
+        #[arg(long, default_value = "learning-curves.png")]
+        out: PathBuf,
+    },
+    /// Work with device rollout logs.
+    Logs {
+        #[command(subcommand)]
+        cmd: LogsCmd,
+    },
+    /// Studies of the notes' policy-gradient estimators.
+    Study {
+        #[command(subcommand)]
+        cmd: StudyCmd,
+    },
+    /// List the registered plants: name, code, dimensions, bounds, safe
+    /// action, period, episode length and parameters.
+    Plants {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StudyCmd {
+    /// At a fixed policy, estimate the policy gradient M times with each
+    /// estimator (full return, reward-to-go, mean/value/optimal baselines,
+    /// GAE λ ∈ {0, 0.5, 0.95, 1}; leave-one-out batch baselines as
+    /// diagnostics) on the same episodes and compare total variance and
+    /// cosine to the mean gradient. Prints a markdown table, writes
+    /// gradient-variance.csv and gradient-variance.png.
+    GradientVariance(GradientVarianceArgs),
+}
+
+#[derive(clap::Args)]
+struct GradientVarianceArgs {
+    /// Plant (a registered name).
+    #[arg(long)]
+    env: String,
+    /// Run directory holding checkpoint.bin: study its policy (actor,
+    /// log-std, frozen observation statistics). Default: the fresh policy
+    /// `tinyppo train --seed S` would start from.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Independent batches M (≥ 2).
+    #[arg(long, value_name = "M", default_value_t = 50)]
+    batches: usize,
+    /// Episodes per batch N (≥ 1).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    episodes_per_batch: usize,
+    /// Seed of the random stream (fresh policy, critic init, episodes).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Discount γ of every estimator and of the value targets.
+    #[arg(long, default_value_t = 0.99)]
+    gamma: f32,
+    /// Epochs of the value-function fit (on 8·N separate episodes).
+    #[arg(long, default_value_t = ValueFitConfig::for_batch(1).epochs)]
+    value_epochs: usize,
+    /// Output directory (default study-NAME for --env NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar or "wrote" line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum LogsCmd {
+    /// Decode log streams: frames, transitions, episodes, returns, drops.
+    Decode {
+        /// Log files (each one stream of frames).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Plant (a registered name: `tinyppo plants` lists them).
+    #[arg(long, required_unless_present = "resume")]
+    env: Option<String>,
+    /// Algorithm (its preset presets/algo-<name>.toml applies over the
+    /// plant's; same as --set algo=NAME).
+    #[arg(long, value_enum)]
+    algo: Option<config::Algo>,
+    /// Environment steps (overrides total_timesteps).
+    #[arg(long)]
+    total_steps: Option<u64>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// TOML file of hyperparameters (over the plant's preset).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one hyperparameter, e.g. --set learning_rate=3e-4 or
+    /// --set ppo.clip_coef=0.1 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Output directory (default runs/<env>-s<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint.
+    #[arg(long, conflicts_with_all = ["env", "algo", "config", "sets", "seed", "out"])]
+    resume: Option<PathBuf>,
+    /// No progress bar or summary.
+    #[arg(long)]
+    quiet: bool,
+    /// Seconds between checkpoints (one is always written at the end).
+    #[arg(long, default_value_t = 10.0)]
+    checkpoint_secs: f64,
+}
+
+#[derive(clap::Args)]
+struct FinetuneArgs {
+    /// Run directory holding checkpoint.bin (and its policies.json).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Device log files (each one stream of frames).
+    #[arg(long, required = true, num_args = 1..)]
+    logs: Vec<PathBuf>,
+    /// Write the fine-tuned run here (a copy of the run's history plus the
+    /// new version) instead of updating the run in place.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Iterations: each freezes π_prox and runs the epochs over the data.
+    #[arg(long, default_value_t = FinetuneConfig::default().iterations)]
+    iterations: usize,
+    /// Drop records of policies more than L versions old.
+    #[arg(long, value_name = "L", default_value_t = FinetuneConfig::default().max_lag)]
+    max_lag: u32,
+    /// Off-policy correction of the advantages and the loss weights.
+    #[arg(long, value_enum, default_value_t = IsCorrection::Vtrace)]
+    is_correction: IsCorrection,
+    /// ρ̄: truncation of ρ on δ in the V-trace value target.
+    #[arg(long, default_value_t = FinetuneConfig::default().rho_bar)]
+    rho_bar: f32,
+    /// c̄: truncation of the traces c = min(c̄, ρ).
+    #[arg(long, default_value_t = FinetuneConfig::default().c_bar)]
+    c_bar: f32,
+    /// w̄: truncation of the loss weights.
+    #[arg(long, default_value_t = FinetuneConfig::default().w_bar)]
+    w_bar: f32,
+    /// Discount γ (default: the run's).
+    #[arg(long)]
+    gamma: Option<f32>,
+    /// λ of the traces (default: the run's gae_lambda).
+    #[arg(long)]
+    lambda: Option<f32>,
+    /// PPO clip ε (default: the run's clip_coef).
+    #[arg(long)]
+    clip_coef: Option<f32>,
+    /// Adam learning rate (constant).
+    #[arg(long, default_value_t = FinetuneConfig::default().learning_rate)]
+    learning_rate: f32,
+    /// Epochs per iteration (default: the run's update_epochs).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Minibatches per epoch (default: the run's num_minibatches).
+    #[arg(long)]
+    minibatches: Option<usize>,
+    /// Entropy coefficient (default: the run's ent_coef).
+    #[arg(long)]
+    ent_coef: Option<f32>,
+    /// Early stop of an iteration's epochs on approx-KL (default: the run's target_kl).
+    #[arg(long)]
+    target_kl: Option<f32>,
+    /// Fresh simulated on-policy episodes mixed into every iteration.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    mix_onpolicy: u32,
+    /// Seed of shuffling and on-policy simulation (default: the run's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep records of policy ids the run's index does not know, with
+    /// their logged log μ (default: drop them).
+    #[arg(long)]
+    keep_unknown: bool,
+    /// No progress lines or summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs the `tinyppo` command line (arguments from the process) with the
+/// plants of `registry`; returns the process's exit code (0, or 1 with the
+/// error chain printed on stderr).
+pub fn run(registry: Registry) -> ExitCode {
+    run_from(registry, std::env::args_os())
+}
+
+/// [`run`] with explicit arguments (the first is the program name).
+pub fn run_from<I, T>(registry: Registry, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let reg = &registry;
+    let r = match cli.cmd {
+        Cmd::Train(a) => train(reg, a),
+        Cmd::Plot { runs, out } => plot_runs(&runs, &out),
+        Cmd::Eval {
+            policy,
+            env,
+            allow_other_plant,
+            episodes,
+            seed,
+            stochastic,
+            json,
+        } => eval(
+            reg,
+            &policy,
+            &env,
+            allow_other_plant,
+            episodes,
+            seed,
+            stochastic,
+            json,
+        ),
+        Cmd::Export {
+            checkpoint,
+            quant,
+            out,
+        } => export(reg, &checkpoint, quant, &out),
+        Cmd::Inspect { file, json } => inspect(reg, &file, json),
+        Cmd::Simulate {
+            policy,
+            env,
+            allow_other_plant,
+            episodes,
+            seed,
+            out,
+            deterministic,
+        } => simulate(
+            reg,
+            &policy,
+            &env,
+            allow_other_plant,
+            episodes,
+            seed,
+            &out,
+            deterministic,
+        ),
+        Cmd::Finetune(a) => finetune_cmd(reg, *a),
+        Cmd::Logs {
+            cmd: LogsCmd::Decode { files, json },
+        } => logs_decode(reg, &files, json),
+        Cmd::Study {
+            cmd: StudyCmd::GradientVariance(a),
+        } => gradient_variance_cmd(reg, a),
+        Cmd::Plants { json } => plants(reg, json),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tinyppo plants`.
+fn plants(reg: &Registry, json: bool) -> Result<()> {
+    let rows: Vec<serde_json::Value> = reg
+        .iter()
+        .map(|p| {
+            Ok(serde_json::json!({
+                "name": p.name(),
+                "code": p.code(),
+                "obs_dim": p.obs_dim(),
+                "act_dim": p.act_dim(),
+                "action_low": p.action_low(),
+                "action_high": p.action_high(),
+                "safe_action": p.safe_action(),
+                "dt": p.dt(),
+                "max_episode_steps": p.max_episode_steps(),
+                "params": p.default_params()?,
+            }))
+        })
+        .collect::<Result<_>>()?;
+    if json {
+        outln!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    for (p, r) in reg.iter().zip(&rows) {
+        outln!(
+            "{:<14} code {:#04x}  obs {}  act {}  bounds {:?}..{:?}  safe {:?}  dt {} s  {} steps",
+            p.name(),
+            p.code(),
+            p.obs_dim(),
+            p.act_dim(),
+            p.action_low(),
+            p.action_high(),
+            p.safe_action(),
+            p.dt(),
+            p.max_episode_steps()
+        );
+        outln!("{:<14} params {}", "", r["params"]);
+    }
+    Ok(())
+}
+
+/// `tinyppo plot`: groups runs by plant (panels) and algorithm (bands).
+fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<()> {
+    let mut panels: Vec<report::Panel> = Vec::new();
+    for dir in runs {
+        let cfg_path = dir.join("config.toml");
+        let src = std::fs::read_to_string(&cfg_path)
+            .with_context(|| format!("reading {}", cfg_path.display()))?;
+        let cfg: config::TrainConfig =
+            toml::from_str(&src).with_context(|| format!("parsing {}", cfg_path.display()))?;
+        let metrics = dir.join("metrics.csv");
+        let rows = report::read_metrics(&metrics)?;
+        if rows.is_empty() {
+            bail!(
+                "{}: no metrics rows (has the run finished an update?)",
+                metrics.display()
+            );
+        }
+        let pts: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (r.global_step as f64, r.recent_return))
+            .collect();
+        let pi = match panels.iter().position(|p| p.title == cfg.env) {
+            Some(i) => i,
+            None => {
+                panels.push(report::Panel {
+                    title: cfg.env.clone(),
+                    groups: Vec::new(),
+                });
+                panels.len() - 1
+            }
+        };
+        let groups = &mut panels[pi].groups;
+        match groups.iter_mut().find(|g| g.label == cfg.algo.name()) {
+            Some(g) => g.runs.push(pts),
+            None => groups.push(report::Group {
+                label: cfg.algo.name().to_string(),
+                runs: vec![pts],
+            }),
+        }
+    }
+    report::band_plot(
+        out,
+        "environment steps",
+        "return (mean of last 100 episodes)",
+        &panels,
+    )?;
+    outln!("wrote {} ({} runs)", out.display(), runs.len());
+    Ok(())
+}
+
+fn read_blob(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Blob::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: invalid policy blob: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+fn train(reg: &Registry, a: TrainArgs) -> Result<()> {
+    let pb = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps {elapsed_precise} ETA {eta} | {msg}",
+        )
+        .expect("static template"),
+    );
+    if !(a.checkpoint_secs.is_finite() && a.checkpoint_secs >= 0.0) {
+        bail!(
+            "--checkpoint-secs {}: expected a finite number of seconds ≥ 0",
+            a.checkpoint_secs
+        );
+    }
+    let opts = RunOptions {
+        checkpoint_every: Duration::from_secs_f64(a.checkpoint_secs),
+        final_eval: !a.quiet,
+    };
+    let mut on_event = |e: RunEvent| match e {
+        RunEvent::Start {
+            total_steps,
+            global_step,
+        } => {
+            pb.set_length(total_steps);
+            pb.set_position(global_step);
+        }
+        RunEvent::Update(m) => {
+            pb.set_position(m.global_step);
+            pb.set_message(format!(
+                "{:.0} steps/s | return {:.1} | approx_kl {:.4}",
+                m.sps, m.recent_return, m.approx_kl
+            ));
+        }
+    };
+    let result = if let Some(dir) = &a.resume {
+        run::resume(reg, dir, a.total_steps, &opts, &mut on_event)
+    } else {
+        let env = a
+            .env
+            .as_deref()
+            .context("--env NAME is needed to start a run (or --resume DIR)")?;
+        let plant = reg.get(env)?;
+        let mut sets = a.sets.clone();
+        if let Some(n) = a.total_steps {
+            sets.push(format!("total_timesteps={n}"));
+        }
+        if let Some(s) = a.seed {
+            sets.push(format!("seed={s}"));
+        }
+        if let Some(algo) = a.algo {
+            sets.insert(0, format!("algo=\"{}\"", algo.name()));
+        }
+        let cfg = config::resolve(plant, a.config.as_deref(), &sets)?;
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("runs/{}-s{}", cfg.env, cfg.seed)));
+        run::train(reg, cfg, &out, &opts, &mut on_event)
+    };
+    match result {
+        Ok(_) => pb.finish_and_clear(),
+        Err(_) => pb.abandon(),
+    }
+    let s = result?;
+    if let Some(e) = s.eval {
+        outln!(
+            "trained {} steps in {:.1} s; int8 policy: mean return {:.1} ± {:.1} over {} episodes",
+            s.global_step,
+            s.wall_secs,
+            e.mean_return,
+            e.std_return,
+            e.episodes
+        );
+        outln!(
+            "time: {:.2} s rollouts, {:.2} s updates; wrote {} (policy version {}, id {:08x})",
+            s.rollout_secs,
+            s.update_secs,
+            s.dir.display(),
+            s.version,
+            s.policy_id
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    reg: &Registry,
+    policy: &Path,
+    env: &str,
+    allow_other_plant: bool,
+    episodes: usize,
+    seed: u64,
+    stochastic: bool,
+    json: bool,
+) -> Result<()> {
+    let plant = reg.get(env)?;
+    let blob = read_blob(policy)?;
+    plant.check_blob(&blob, &policy.display().to_string(), allow_other_plant)?;
+    let rets = plant
+        .eval_blob(&blob, episodes, seed, stochastic)
+        .with_context(|| format!("evaluating {}", policy.display()))?;
+    let (m, s) = mean_std(&rets);
+    if json {
+        let v = serde_json::json!({
+            "policy": policy.display().to_string(),
+            "env": env,
+            "episodes": rets.len(),
+            "seed": seed,
+            "stochastic": stochastic,
+            "mean_return": m,
+            "std_return": s,
+            "min_return": rets.iter().cloned().fold(f64::INFINITY, f64::min),
+            "max_return": rets.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        });
+        outln!("{v}");
+    } else {
+        outln!(
+            "{env}: mean return {m:.2} ± {s:.2} over {} episodes ({})",
+            rets.len(),
+            if stochastic {
+                "stochastic"
+            } else {
+                "mean action"
+            }
+        );
+    }
+    Ok(())
+}
+
+fn export(reg: &Registry, dir: &Path, quant: Quant, out: &Path) -> Result<()> {
+    let state = checkpoint::load(dir)?;
+    let plant = reg
+        .get(&state.cfg.env)
+        .with_context(|| format!("the run in {}", dir.display()))?;
+    let blob = export_blob(&state, plant, quant)?;
+    checkpoint::write_atomic(out, &blob)?;
+    outln!("wrote {} ({} bytes)", out.display(), blob.len());
+    Ok(())
+}
+
+fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let b = Blob::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: invalid policy blob: {e}", path.display()))?;
+    let f = |v: &[u8]| tinyppo_runtime::format::f32s(v).collect::<Vec<f32>>();
+    let safe: Vec<f32> = b.safe_action().collect();
+    let plant = reg.describe_code(b.plant);
+    if json {
+        let v = serde_json::json!({
+            "file": path.display().to_string(),
+            "format_version": b.version,
+            "policy_id": format!("{:08x}", b.policy_id),
+            "plant_code": b.plant_code(),
+            "plant": reg.by_code(b.plant).map(|p| p.name()),
+            "obs_dim": b.obs_dim,
+            "act_dim": b.act_dim,
+            "hidden": b.hidden(),
+            "activation": b.activation.name(),
+            "encoding": b.encoding.name(),
+            "size_bytes": b.len,
+            "obs_mean": f(b.obs_mean),
+            "obs_inv_std": f(b.obs_inv_std),
+            "obs_clip": b.obs_clip,
+            "action_low": f(b.action_low),
+            "action_high": f(b.action_high),
+            "safe_action": safe,
+            "log_std": f(b.log_std),
+            "extensions": b.extensions().map(|e| serde_json::json!({"tag": e.tag, "bytes": e.body.len()})).collect::<Vec<_>>(),
+        });
+        outln!("{v}");
+        return Ok(());
+    }
+    outln!("file            {}", path.display());
+    outln!("format version  {}", b.version);
+    outln!("policy id       {:08x}", b.policy_id);
+    match b.plant_code() {
+        Some(c) => outln!("plant           {plant} (code {c:#04x})"),
+        None => outln!("plant           unspecified (format v1 or no code)"),
+    }
+    outln!(
+        "dims            {} -> {:?} -> {}",
+        b.obs_dim,
+        b.hidden(),
+        b.act_dim
+    );
+    outln!("activation      {}", b.activation.name());
+    outln!("encoding        {}", b.encoding.name());
+    outln!("size            {} bytes", b.len);
+    outln!("obs mean        {:?}", f(b.obs_mean));
+    outln!("obs inv std     {:?}", f(b.obs_inv_std));
+    outln!("obs clip        ±{}", b.obs_clip);
+    outln!("action low      {:?}", f(b.action_low));
+    outln!("action high     {:?}", f(b.action_high));
+    outln!(
+        "safe action     {safe:?}{}",
+        if b.version == 1 {
+            " (v1: midpoint of the bounds)"
+        } else {
+            ""
+        }
+    );
+    outln!("log std         {:?}", f(b.log_std));
+    for e in b.extensions() {
+        outln!("extension       tag {:#04x}, {} bytes", e.tag, e.body.len());
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn simulate(
+    reg: &Registry,
+    policy: &Path,
+    env: &str,
+    allow_other_plant: bool,
+    episodes: u32,
+    seed: u64,
+    out: &Path,
+    deterministic: bool,
+) -> Result<()> {
+    let plant = reg.get(env)?;
+    let blob = read_blob(policy)?;
+    plant.check_blob(&blob, &policy.display().to_string(), allow_other_plant)?;
+    let cfg = tinyppo_runtime::sim::RunConfig {
+        episodes,
+        seed,
+        deterministic,
+    };
+    let (bytes, st) = plant
+        .simulate_blob(&blob, &cfg)
+        .with_context(|| format!("simulating {}", policy.display()))?;
+    checkpoint::write_atomic(out, &bytes)?;
+    outln!(
+        "wrote {} ({} bytes, {} frames): {} episodes, {} transitions, mean return {:.2}, {} dropped",
+        out.display(),
+        st.bytes,
+        st.frames,
+        st.episodes,
+        st.transitions,
+        st.mean_return,
+        st.dropped
+    );
+    Ok(())
+}
+
+fn logs_decode(reg: &Registry, files: &[PathBuf], json: bool) -> Result<()> {
+    let log = logs::decode_files(files)?;
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    if json {
+        outln!("{}", logs::report_json(&log, &names, reg));
+        return Ok(());
+    }
+    let b = &log.bad;
+    outln!("files           {}", names.join(", "));
+    outln!(
+        "frames          {} ok, {} bad (cobs {}, crc {}, schema {}, truncated {})",
+        log.frames_ok,
+        log.frames_bad,
+        b.cobs,
+        b.crc,
+        b.schema,
+        b.truncated
+    );
+    for h in &log.streams {
+        outln!(
+            "stream          policy {:08x}, plant {}, obs {}, act {}, seed {}, {}",
+            h.policy_id,
+            reg.describe_code(h.plant),
+            h.obs_dim,
+            h.act_dim,
+            h.seed,
+            if h.deterministic {
+                "mean action"
+            } else {
+                "stochastic"
+            }
+        );
+    }
+    outln!("transitions     {}", log.transitions.len());
+    let returns = log.episode_returns();
+    match log.mean_return() {
+        Some(m) => outln!(
+            "episodes        {} complete of {} seen, mean return {m:.2}",
+            returns.len(),
+            log.episodes_seen()
+        ),
+        None => outln!("episodes        0 complete of {} seen", log.episodes_seen()),
+    }
+    outln!("dropped         {}", log.dropped());
+    let ids: Vec<String> = log
+        .policy_ids()
+        .iter()
+        .map(|id| format!("{id:08x}"))
+        .collect();
+    outln!("policy ids      {}", ids.join(", "));
+    Ok(())
+}
+
+fn print_import(r: &ImportReport, max_lag: u32) {
+    outln!(
+        "imported {} records: {} steps in {} fragments; lag histogram (versions behind: steps) {}",
+        r.records,
+        r.used,
+        r.fragments,
+        if r.lag_hist.is_empty() {
+            "-".to_string()
+        } else {
+            r.lag_hist_string()
+        }
+    );
+    outln!(
+        "dropped: {} older than --max-lag {max_lag}, {} of unknown policies{}, {} deterministic, \
+         {} of another plant, {} non-finite, {} duplicate, {} without successor",
+        r.dropped_lag,
+        r.unknown_records(),
+        if r.unknown_kept { " (kept)" } else { "" },
+        r.deterministic,
+        r.wrong_stream,
+        r.nonfinite,
+        r.duplicates,
+        r.no_successor
+    );
+    for (id, n) in &r.unknown {
+        outln!("unknown policy id {id}: {n} records (not in this run's policies.json)");
+    }
+    outln!(
+        "behaviour log-prob recomputed for {} records: {} mismatches (> tolerance), max |diff| {:.3e}{}",
+        r.compared,
+        r.mismatches,
+        r.max_abs_diff,
+        if r.blob_missing > 0 {
+            format!("; {} records of known ids without their blob file", r.blob_missing)
+        } else {
+            String::new()
+        }
+    );
+    if r.mismatches > 0 {
+        outln!(
+            "warning: the device and the host disagree about the behaviour policy of {} records",
+            r.mismatches
+        );
+    }
+}
+
+fn finetune_cmd(reg: &Registry, a: FinetuneArgs) -> Result<()> {
+    let fc = FinetuneConfig {
+        iterations: a.iterations,
+        max_lag: a.max_lag,
+        correction: a.is_correction,
+        rho_bar: a.rho_bar,
+        c_bar: a.c_bar,
+        w_bar: a.w_bar,
+        gamma: a.gamma,
+        gae_lambda: a.lambda,
+        clip_coef: a.clip_coef,
+        learning_rate: a.learning_rate,
+        update_epochs: a.epochs,
+        num_minibatches: a.minibatches,
+        ent_coef: a.ent_coef,
+        target_kl: a.target_kl,
+        mix_onpolicy: a.mix_onpolicy,
+        seed: a.seed,
+        keep_unknown: a.keep_unknown,
+        ..FinetuneConfig::default()
+    };
+    let quiet = a.quiet;
+    let mut progress = |p: Progress| {
+        if quiet {
+            return;
+        }
+        match p {
+            Progress::Imported(r) => print_import(r, fc.max_lag),
+            Progress::Iteration(m, k) => outln!("{}", m.progress_line(k)),
+        }
+    };
+    let o = finetune(
+        reg,
+        &a.checkpoint,
+        a.out.as_deref(),
+        &a.logs,
+        &fc,
+        &mut progress,
+    )?;
+    if !quiet {
+        let state = checkpoint::load(&o.out_dir)?;
+        let idx =
+            PolicyIndex::load(&o.out_dir)?.context("policies.json missing after fine-tune")?;
+        let blob_of = |v: u32| -> Result<Option<Vec<u8>>> {
+            match idx
+                .policies
+                .iter()
+                .find(|r| r.version == v && r.quant == "int8")
+            {
+                Some(r) => Ok(Some(std::fs::read(o.out_dir.join(&r.file))?)),
+                None => Ok(None),
+            }
+        };
+        let seed = state.cfg.seed.wrapping_add(10_000);
+        let n = state.cfg.eval_episodes;
+        let plant = reg.get(&state.cfg.env)?;
+        let mut line = String::new();
+        if let Some(b) = blob_of(o.parent_version)? {
+            let (m, _) = mean_std(&plant.eval_blob(&b, n, seed, false)?);
+            line = format!("version {}: {m:.1} -> ", o.parent_version);
+        }
+        if let Some(b) = blob_of(o.version)? {
+            let (m, s) = mean_std(&plant.eval_blob(&b, n, seed, false)?);
+            outln!(
+                "int8 policy mean return over {n} episodes: {line}version {}: {m:.1} ± {s:.1}",
+                o.version
+            );
+        }
+        outln!(
+            "wrote {}: policy version {} (id {:08x}, from version {}), checkpoint, metrics.csv",
+            o.out_dir.display(),
+            o.version,
+            o.policy_id,
+            o.parent_version
+        );
+    }
+    Ok(())
+}
+
+fn gradient_variance_cmd(reg: &Registry, a: GradientVarianceArgs) -> Result<()> {
+    let cfg = StudyConfig {
+        batches: a.batches,
+        episodes_per_batch: a.episodes_per_batch,
+        gamma: a.gamma,
+        seed: a.seed,
+        value_fit: ValueFitConfig {
+            epochs: a.value_epochs,
+            ..ValueFitConfig::for_batch(a.episodes_per_batch)
+        },
+    };
+    // Flags and the plant first: a typo fails before any work.
+    cfg.validate()?;
+    let plant = reg.get(&a.env)?;
+    // One stream: a fresh policy is drawn from it exactly as `train` draws
+    // its initial model, then the study continues on it.
+    let mut rng = tinyppo_runtime::rng::seeded(a.seed);
+    let policy = match &a.checkpoint {
+        Some(dir) => StudyPolicy::load(dir, plant)?,
+        None => StudyPolicy::fresh(plant, a.seed, &mut rng)?,
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("study-{}", a.env)));
+    let pb = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new((cfg.value_fit.epochs + cfg.batches) as u64)
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} ETA {eta} | {msg}")
+            .expect("static template"),
+    );
+    let epochs = cfg.value_fit.epochs as u64;
+    let mut progress = |p: study::Progress| match p {
+        study::Progress::ValueEpoch(e, n) => {
+            pb.set_position(e as u64);
+            pb.set_message(format!("fitting V: epoch {e}/{n}"));
+        }
+        study::Progress::Batch(m, n) => {
+            pb.set_position(epochs + m as u64);
+            pb.set_message(format!("batch {m}/{n}"));
+        }
+    };
+    let r = study::gradient_variance(&policy, &cfg, &mut rng, &mut progress);
+    pb.finish_and_clear();
+    let r = r?;
+    r.write(&out)?;
+    if a.json {
+        outln!(
+            "{}",
+            serde_json::to_string(&r).context("serializing the study")?
+        );
+    } else {
+        out!("{}", r.markdown());
+        if !a.quiet {
+            outln!(
+                "\nwrote {} and {}",
+                out.join("gradient-variance.csv").display(),
+                out.join("gradient-variance.png").display()
+            );
+        }
+    }
+    Ok(())
+}
