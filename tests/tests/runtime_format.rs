@@ -577,6 +577,11 @@ fn base() -> Net {
     )
 }
 
+/// The v2 fields of a test payload.
+fn tail(r: &mut RawPayload) -> &mut crate::util::RawTail {
+    r.v2.as_mut().expect("a v2 payload")
+}
+
 fn parse_err(raw: &RawPayload) -> FormatError {
     Blob::parse(&raw.blob()).unwrap_err()
 }
@@ -1022,7 +1027,163 @@ fn payload_cases() -> Vec<(&'static str, RawPayload, FormatError, &'static str)>
         },
         "layers[0].weights",
     );
+    // Format v2: the safe action and the extension records.
+    case(
+        "safe action too short",
+        q.clone(),
+        &|r| tail(r).safe_action.truncate(4),
+        LengthMismatch {
+            field: Field::SafeAction,
+            expected: 8,
+            found: 4,
+        },
+        "safe_action",
+    );
+    case(
+        "safe action NaN",
+        q.clone(),
+        &|r| set_f32(&mut tail(r).safe_action, 1, f32::NAN),
+        NonFinite {
+            field: Field::SafeAction,
+            index: 1,
+        },
+        "safe_action[1]",
+    );
+    case(
+        "safe action above the upper bound",
+        q.clone(),
+        &|r| {
+            let hi = f32::from_le_bytes(r.action_high[4..8].try_into().unwrap());
+            set_f32(&mut tail(r).safe_action, 1, hi + 0.25);
+        },
+        OutOfRange {
+            field: Field::SafeAction,
+            index: 1,
+        },
+        "safe_action[1]",
+    );
+    case(
+        "safe action below the lower bound",
+        q.clone(),
+        &|r| {
+            let lo = f32::from_le_bytes(r.action_low[0..4].try_into().unwrap());
+            set_f32(&mut tail(r).safe_action, 0, lo - 0.25);
+        },
+        OutOfRange {
+            field: Field::SafeAction,
+            index: 0,
+        },
+        "safe_action[0]",
+    );
+    case(
+        "extension tags out of order",
+        q.clone(),
+        &|r| tail(r).extensions = vec![(0x80, vec![1]), (0x7F, vec![])],
+        ExtensionOrder { tag: 0x7F },
+        "0x7f",
+    );
+    case(
+        "an unknown required extension",
+        q.clone(),
+        &|r| tail(r).extensions = vec![(0x05, vec![1, 2])],
+        UnknownExtension { tag: 0x05 },
+        "0x05",
+    );
+    case(
+        "a repeated extension tag",
+        q.clone(),
+        &|r| tail(r).extensions = vec![(0x90, vec![]), (0x90, vec![])],
+        ExtensionOrder { tag: 0x90 },
+        "0x90",
+    );
+    case(
+        "nine extension records",
+        q.clone(),
+        &|r| tail(r).extensions = (0x80..0x89).map(|t| (t, vec![])).collect(),
+        TooManyExtensions { found: 9 },
+        "9 extension",
+    );
     cases
+}
+
+/// Optional extension records (tags 0x80–0xFF) are skipped by a reader
+/// that does not know them, and kept for one that does; the plant code may
+/// be any byte (a newer tinyppo may have more built-in plants).
+#[test]
+fn v2_optional_extensions_are_kept_and_any_plant_code_loads() {
+    let mut r = base().raw_int8();
+    let exts: Vec<(u8, Vec<u8>)> =
+        vec![(0x80, vec![]), (0x9A, vec![1, 2, 3]), (0xFF, vec![7; 300])];
+    for plant in [0u8, 3, 4, 0x7F, 0x80, 0xFE, 0xFF] {
+        let t = r.v2.as_mut().unwrap();
+        t.plant = plant;
+        t.extensions = exts.clone();
+        let blob = r.blob();
+        let b = Blob::parse(&blob).unwrap();
+        assert_eq!(b.plant, plant);
+        assert_eq!(b.plant_code(), (plant != 0xFF).then_some(plant));
+        let got: Vec<(u8, Vec<u8>)> = b.extensions().map(|e| (e.tag, e.body.to_vec())).collect();
+        assert_eq!(got, exts);
+        assert!(Policy::<3, 2, 8>::from_bytes(&blob).is_ok());
+    }
+    // The encoder writes them the same way.
+    let net = base();
+    let body = [1u8, 2, 3];
+    let ext = [tinyppo_runtime::Extension {
+        tag: 0x9A,
+        body: &body,
+    }];
+    let q = net.quantized();
+    let layers: Vec<LayerSpec> = net
+        .layers
+        .iter()
+        .zip(&q)
+        .map(|(l, q)| LayerSpec {
+            weights: WeightsSpec::Int8 {
+                q: &q.q,
+                scales: &q.s,
+            },
+            bias: &l.b,
+        })
+        .collect();
+    let spec = BlobSpec {
+        obs_dim: 3,
+        act_dim: 2,
+        hidden: &net.hidden,
+        activation: net.activation,
+        obs_mean: &net.obs_mean,
+        obs_inv_std: &net.obs_inv_std,
+        obs_clip: net.obs_clip,
+        action_low: &net.low,
+        action_high: &net.high,
+        log_std: &net.log_std,
+        layers: &layers,
+        plant: 0x81,
+        safe_action: &net.safe_action(),
+        extensions: &ext,
+    };
+    let mut buf = vec![0u8; format::max_encoded_len(&spec)];
+    let n = format::encode(&spec, &mut buf).unwrap();
+    let mut want = net.raw_int8();
+    let t = want.v2.as_mut().unwrap();
+    t.plant = 0x81;
+    t.extensions = vec![(0x9A, body.to_vec())];
+    assert_eq!(&buf[..n], &want.blob()[..]);
+    // A required extension this runtime does not know is never written.
+    let req = [tinyppo_runtime::Extension {
+        tag: 0x01,
+        body: &body,
+    }];
+    let spec = BlobSpec {
+        extensions: &req,
+        ..spec
+    };
+    assert_eq!(
+        format::encode(&spec, &mut buf),
+        Err(EncodeError::Invalid(FormatError::UnknownExtension {
+            tag: 0x01
+        }))
+    );
 }
 
 #[test]
