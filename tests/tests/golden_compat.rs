@@ -192,3 +192,36 @@ fn a_v2_checkpoint_loads_exports_the_same_policy_and_resumes() {
     let resumed = tinyppo_trainer::checkpoint::load(tmp.path()).unwrap();
     assert_eq!(resumed.cfg.ppo.num_minibatches, 4);
 }
+
+/// `tinyppo export --blob OLD --env NAME` turns a v1 blob into the v2 blob
+/// of the same policy (what `firmware/policies/pendulum.bin` is), refusing
+/// another plant's dimensions.
+#[test]
+fn a_v1_blob_reencodes_as_the_same_policy_naming_its_plant() {
+    let reg = tinyppo_trainer::registry::Registry::builtin();
+    let v2 = tinyppo_trainer::export::reencode_blob(BLOB_V1, reg.get("pendulum").unwrap()).unwrap();
+    let b = Blob::parse(&v2).unwrap();
+    assert_eq!((b.version, b.plant_code()), (2, Some(0)));
+    assert_eq!(b.safe_action().collect::<Vec<_>>(), [0.0]);
+    let payload = |x: &[u8]| x[14..x.len() - 4].to_vec();
+    assert!(payload(&v2).starts_with(&payload(BLOB_V1)));
+    let p = reg.get("pendulum").unwrap();
+    assert_eq!(
+        p.eval_blob(&v2, 5, 3, false).unwrap(),
+        p.eval_blob(BLOB_V1, 5, 3, false).unwrap()
+    );
+    // The bundled firmware policy is exactly this re-encoding.
+    let bundled = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../firmware/policies/pendulum.bin"
+    ))
+    .unwrap();
+    assert_eq!(bundled, v2);
+    let e =
+        tinyppo_trainer::export::reencode_blob(BLOB_V1, reg.get("cartpole").unwrap()).unwrap_err();
+    assert!(format!("{e:#}").contains("cartpole has 4"), "{e:#}");
+    // Re-encoding for another plant of the same dimensions is refused once
+    // the blob names its plant.
+    let e = tinyppo_trainer::export::reencode_blob(&v2, reg.get("dc-motor").unwrap()).unwrap_err();
+    assert!(format!("{e:#}").contains("plant code 0x00"), "{e:#}");
+}

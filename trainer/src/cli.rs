@@ -104,11 +104,20 @@ enum Cmd {
         json: bool,
     },
     /// Export a checkpoint's policy as a blob.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["checkpoint", "blob"])))]
     Export {
         /// Run directory holding checkpoint.bin.
         #[arg(long)]
-        checkpoint: PathBuf,
-        /// Weight encoding.
+        checkpoint: Option<PathBuf>,
+        /// Re-encode this blob (any format version, e.g. a v1 blob that
+        /// names no plant) as a current blob for the plant --env: same
+        /// weights, same policy, with the plant's code and safe action.
+        #[arg(long, requires = "env")]
+        blob: Option<PathBuf>,
+        /// The plant of --blob (a registered name).
+        #[arg(long)]
+        env: Option<String>,
+        /// Weight encoding (of a checkpoint export; --blob keeps its own).
         #[arg(long, value_enum, default_value_t = Quant::Int8)]
         quant: Quant,
         /// Output file.
@@ -383,10 +392,20 @@ where
             json,
         ),
         Cmd::Export {
-            checkpoint,
+            checkpoint: Some(dir),
             quant,
             out,
-        } => export(reg, &checkpoint, quant, &out),
+            ..
+        } => export(reg, &dir, quant, &out),
+        Cmd::Export {
+            blob: Some(blob),
+            env: Some(env),
+            out,
+            ..
+        } => reencode(reg, &blob, &env, &out),
+        Cmd::Export { .. } => Err(anyhow::anyhow!(
+            "export: give --checkpoint DIR, or --blob FILE with --env NAME"
+        )),
         Cmd::Inspect { file, json } => inspect(reg, &file, json),
         Cmd::Simulate {
             policy,
@@ -664,6 +683,22 @@ fn export(reg: &Registry, dir: &Path, quant: Quant, out: &Path) -> Result<()> {
     let blob = export_blob(&state, plant, quant)?;
     checkpoint::write_atomic(out, &blob)?;
     outln!("wrote {} ({} bytes)", out.display(), blob.len());
+    Ok(())
+}
+
+/// `tinyppo export --blob OLD --env NAME --out NEW`.
+fn reencode(reg: &Registry, blob: &Path, env: &str, out: &Path) -> Result<()> {
+    let plant = reg.get(env)?;
+    let old = read_blob(blob)?;
+    let new = crate::export::reencode_blob(&old, plant)
+        .with_context(|| format!("re-encoding {} for plant {env}", blob.display()))?;
+    checkpoint::write_atomic(out, &new)?;
+    outln!(
+        "wrote {} ({} bytes, policy id {:08x}, plant {env})",
+        out.display(),
+        new.len(),
+        crate::export::policy_id(&new)?
+    );
     Ok(())
 }
 

@@ -131,6 +131,70 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
     Ok(buf)
 }
 
+/// Re-encodes a blob of any format version as a current (v2) blob of the
+/// same policy for `plant`: the same weights, normalization, bounds and
+/// log-std (so the same actions, bit for bit), with the plant's code and
+/// safe action. Refuses a blob of other dimensions, or one that names
+/// another plant.
+pub fn reencode_blob(blob: &[u8], plant: &RegisteredPlant) -> Result<Vec<u8>> {
+    let b = tinyppo_runtime::Blob::parse(blob)
+        .map_err(|e| anyhow::anyhow!("invalid policy blob: {e}"))?;
+    plant.check_blob(blob, "the blob", false)?;
+    let f = |v: &[u8]| format::f32s(v).collect::<Vec<f32>>();
+    let layers: Vec<_> = b.layers().collect();
+    let owned: Vec<(Vec<f32>, Vec<i8>, Vec<f32>, Vec<f32>)> = layers
+        .iter()
+        .map(|l| match b.encoding {
+            tinyppo_runtime::Encoding::F32 => (f(l.weights), vec![], vec![], f(l.bias)),
+            tinyppo_runtime::Encoding::Int8 => (
+                vec![],
+                l.weights.iter().map(|&q| q as i8).collect(),
+                f(l.scales),
+                f(l.bias),
+            ),
+        })
+        .collect();
+    let specs: Vec<LayerSpec> = owned
+        .iter()
+        .map(|(w, q, s, bias)| LayerSpec {
+            weights: match b.encoding {
+                tinyppo_runtime::Encoding::F32 => WeightsSpec::F32(w),
+                tinyppo_runtime::Encoding::Int8 => WeightsSpec::Int8 { q, scales: s },
+            },
+            bias,
+        })
+        .collect();
+    let (mean, inv_std, low, high, log_std) = (
+        f(b.obs_mean),
+        f(b.obs_inv_std),
+        f(b.action_low),
+        f(b.action_high),
+        f(b.log_std),
+    );
+    let spec = BlobSpec {
+        obs_dim: b.obs_dim,
+        act_dim: b.act_dim,
+        hidden: b.hidden(),
+        activation: b.activation,
+        obs_mean: &mean,
+        obs_inv_std: &inv_std,
+        obs_clip: b.obs_clip,
+        action_low: &low,
+        action_high: &high,
+        log_std: &log_std,
+        layers: &specs,
+        plant: plant.code(),
+        safe_action: plant.safe_action(),
+        extensions: &[],
+    };
+    let mut buf = vec![0u8; max_encoded_len(&spec)];
+    let n = format::encode(&spec, &mut buf)
+        .map_err(anyhow::Error::msg)
+        .context("encoding the policy blob")?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// File name of the policy index in a run directory.
 pub const INDEX_FILE: &str = "policies.json";
 

@@ -53,7 +53,7 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
         root,
         &tc,
         &Build {
-            bin: firmware::BENCH_BIN,
+            bin: Some(firmware::BENCH_BIN.into()),
             features: vec!["bench"],
             ..Build::default()
         },

@@ -7,11 +7,13 @@
 //! the device get the toolchain from [`Ctx::toolchain`], which detects it
 //! once, on first use.
 
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::rc::Rc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::cmd;
 use crate::toolchain::{cargo_bin, Toolchain};
@@ -108,58 +110,33 @@ pub fn ci_steps() -> Vec<Step> {
 /// the `bench` binary are built so they keep compiling.
 pub fn firmware_steps() -> Vec<Step> {
     use crate::firmware::{self, Build};
-    use std::cell::RefCell;
-    use std::rc::Rc;
 
     // The QEMU run (3 episodes, seed 1, bundled pendulum policy) is the
     // firmware's default configuration.
     let device_build = || Build::default();
     let elf: Rc<RefCell<Option<PathBuf>>> = Rc::default();
     let elf_out = Rc::clone(&elf);
-    let build_step = move |name: &str, b: Build| {
-        let elf_out = Rc::clone(&elf_out);
-        let is_main = b.bin == firmware::MAIN_BIN && b.features.is_empty();
-        Step::new(name, move |ctx| {
-            let root = ctx.root.clone();
-            let tc = ctx.toolchain()?;
-            let mut cmd = firmware::command(&root, tc, &b)?;
-            cmd.env("RUSTFLAGS", deny_warnings_rustflags());
-            cmd::run(&mut cmd)?;
-            let profile = if b.release { "release" } else { "dev" };
-            let path = tc.artifact_dir(&firmware::dir(&root), profile).join(b.bin);
-            if let Ok(s) = firmware::sizes(&path) {
-                firmware::print_sizes(&s);
-            }
-            if is_main {
-                *elf_out.borrow_mut() = Some(path);
-            }
-            Ok(())
-        })
-    };
     vec![
-        build_step("firmware: build", device_build()),
+        build_step("firmware: build", device_build(), Some(elf_out)),
         Step::new("firmware: QEMU run (3 episodes, seed 1)", move |ctx| {
             let elf = elf
                 .borrow()
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("the firmware was not built"))?;
             let out = crate::toolchain::default_target_dir(&ctx.root).join(QEMU_LOG);
-            let result = crate::qemu::run(&crate::qemu::Run {
-                elf,
-                serial: Some(out.clone()),
-                icount: false,
-                timeout: std::time::Duration::from_secs(60),
-            })?;
-            print!("{}", result.console);
-            println!(
-                "{} bytes from UART0 in {}",
-                result.serial_bytes,
-                out.display()
-            );
-            Ok(())
+            qemu_run(elf, &out)
         }),
         Step::new("firmware: QEMU log = tinyppo simulate", move |ctx| {
-            compare_with_simulate(ctx, &device_build())
+            let bin = tinyppo_bin(ctx)?;
+            let target = crate::toolchain::default_target_dir(&ctx.root);
+            let policy = firmware::dir(&ctx.root).join("policies/pendulum.bin");
+            compare_with_simulate(
+                &bin,
+                &policy,
+                &device_build(),
+                &target.join(QEMU_LOG),
+                &target.join("simulate-log.bin"),
+            )
         }),
         // Built last: they write the same ELF path as the run above.
         build_step(
@@ -168,34 +145,77 @@ pub fn firmware_steps() -> Vec<Step> {
                 features: vec!["real-io"],
                 ..device_build()
             },
+            None,
         ),
         build_step(
             "firmware: build board-f411 (STM32F411)",
             Build {
-                bin: firmware::BOARD_BIN,
+                bin: Some(firmware::BOARD_BIN.into()),
                 features: vec![firmware::BOARD_FEATURE],
+                no_default_features: true,
                 ..device_build()
             },
+            None,
         ),
         build_step(
             "firmware: build bench",
             Build {
-                bin: firmware::BENCH_BIN,
+                bin: Some(firmware::BENCH_BIN.into()),
                 features: vec!["bench"],
                 ..device_build()
             },
+            None,
         ),
     ]
 }
 
-/// Runs `tinyppo simulate` with the firmware's policy, plant, episodes and
-/// seed, and fails unless its log is byte-for-byte the QEMU run's (naming
-/// the first differing offset); both are decoded with `tinyppo logs
-/// decode --json`, which must agree as well.
-fn compare_with_simulate(ctx: &mut Ctx, b: &crate::firmware::Build) -> Result<()> {
-    use anyhow::{bail, Context};
-    // The `test` step built this binary already (tests/tests/cli.rs builds
-    // it with the test profile): a no-op then.
+/// A step that builds the firmware `b` with `-D warnings`, prints its size
+/// and, with `elf_out`, hands the ELF's path to a later step.
+fn build_step(
+    name: &str,
+    b: crate::firmware::Build,
+    elf_out: Option<Rc<RefCell<Option<PathBuf>>>>,
+) -> Step {
+    Step::new(name, move |ctx| {
+        let root = ctx.root.clone();
+        let tc = ctx.toolchain()?;
+        let mut cmd = crate::firmware::command(&root, tc, &b)?;
+        cmd.env("RUSTFLAGS", deny_warnings_rustflags());
+        cmd::run(&mut cmd)?;
+        let profile = if b.release { "release" } else { "dev" };
+        let path = tc
+            .artifact_dir(&b.dir(&root)?, profile)
+            .join(b.bin_name(&root)?);
+        if let Ok(s) = crate::firmware::sizes(&path) {
+            crate::firmware::print_sizes(&s);
+        }
+        if let Some(out) = elf_out {
+            *out.borrow_mut() = Some(path);
+        }
+        Ok(())
+    })
+}
+
+/// Runs `elf` under QEMU (60 s at most), UART0 into `out`.
+fn qemu_run(elf: PathBuf, out: &Path) -> Result<()> {
+    let result = crate::qemu::run(&crate::qemu::Run {
+        elf,
+        serial: Some(out.to_path_buf()),
+        icount: false,
+        timeout: std::time::Duration::from_secs(60),
+    })?;
+    print!("{}", result.console);
+    println!(
+        "{} bytes from UART0 in {}",
+        result.serial_bytes,
+        out.display()
+    );
+    Ok(())
+}
+
+/// The `tinyppo` binary (test profile: the `test` step built it already,
+/// for tests/tests/cli.rs, so this is a no-op then).
+fn tinyppo_bin(ctx: &Ctx) -> Result<PathBuf> {
     cmd::run(&mut ctx.cargo(&[
         "build",
         "--quiet",
@@ -206,47 +226,93 @@ fn compare_with_simulate(ctx: &mut Ctx, b: &crate::firmware::Build) -> Result<()
         "--profile",
         "test",
     ]))?;
-    let target = crate::toolchain::default_target_dir(&ctx.root);
-    let bin = target
+    Ok(crate::toolchain::default_target_dir(&ctx.root)
         .join("debug")
-        .join(format!("tinyppo{}", std::env::consts::EXE_SUFFIX));
-    let device = target.join(QEMU_LOG);
-    let host = target.join("simulate-log.bin");
-    let policy = match &b.policy {
-        Some(p) => p.clone(),
-        None => crate::firmware::dir(&ctx.root).join("policies/pendulum.bin"),
-    };
-    let mut sim = Command::new(&bin);
-    sim.arg("simulate")
-        .arg("--policy")
-        .arg(&policy)
-        .args(["--env", &b.env])
-        .args(["--episodes", &b.episodes.to_string()])
-        .args(["--seed", &b.seed.to_string()])
-        .arg("--out")
-        .arg(&host);
-    if b.deterministic {
-        sim.arg("--deterministic");
+        .join(format!("tinyppo{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// Runs `bin` (a tinyppo command line: `tinyppo`, or a user's binary with
+/// their plants) and returns its stdout; fails with its stderr.
+pub fn run_tool(bin: &Path, args: &[&std::ffi::OsStr]) -> Result<String> {
+    let mut c = Command::new(bin);
+    c.args(args);
+    let line = cmd::display(&c);
+    let out = c.output().with_context(|| format!("cannot run `{line}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    cmd::run(&mut sim)?;
-    let decode = |file: &std::path::Path| -> Result<String> {
-        let mut c = Command::new(&bin);
-        c.args(["logs", "decode", "--json"]).arg(file);
-        let line = cmd::display(&c);
-        let out = c.output().with_context(|| format!("cannot run `{line}`"))?;
-        if !out.status.success() {
-            bail!(
-                "`{line}` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `bin simulate` with the firmware's policy, episodes and seed, on
+/// the plant the blob names (`bin inspect --json`), and fails unless its
+/// log is byte-for-byte `device`'s (naming the first differing offset);
+/// both are decoded with `bin logs decode --json`, which must agree as
+/// well.
+pub fn compare_with_simulate(
+    bin: &Path,
+    policy: &Path,
+    b: &crate::firmware::Build,
+    device: &Path,
+    host: &Path,
+) -> Result<()> {
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let info: serde_json::Value = serde_json::from_str(&run_tool(
+        bin,
+        &[
+            os("inspect").as_os_str(),
+            policy.as_os_str(),
+            os("--json").as_os_str(),
+        ],
+    )?)
+    .context("`inspect --json` output")?;
+    let plant = info["plant"]
+        .as_str()
+        .with_context(|| {
+            format!(
+                "{}: the blob names no registered plant ({})",
+                policy.display(),
+                info["plant_code"]
+            )
+        })?
+        .to_string();
+    let mut args = vec![
+        os("simulate"),
+        os("--policy"),
+        policy.as_os_str().to_owned(),
+        os("--env"),
+        os(&plant),
+        os("--episodes"),
+        os(&b.episodes.to_string()),
+        os("--seed"),
+        os(&b.seed.to_string()),
+        os("--out"),
+        host.as_os_str().to_owned(),
+    ];
+    if b.deterministic {
+        args.push(os("--deterministic"));
+    }
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    print!("{}", run_tool(bin, &refs)?);
+    let decode = |file: &Path| -> Result<String> {
+        let text = run_tool(
+            bin,
+            &[
+                os("logs").as_os_str(),
+                os("decode").as_os_str(),
+                os("--json").as_os_str(),
+                file.as_os_str(),
+            ],
+        )?;
         // The file name is part of the report; the rest must agree.
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
         Ok(text.replace(&file.display().to_string(), "<log>"))
     };
-    crate::qemu::compare_files(&device, &host)?;
-    let (device_json, host_json) = (decode(&device)?, decode(&host)?);
+    crate::qemu::compare_files(device, host)?;
+    let (device_json, host_json) = (decode(device)?, decode(host)?);
     if device_json != host_json {
         let line = device_json
             .lines()
@@ -254,7 +320,7 @@ fn compare_with_simulate(ctx: &mut Ctx, b: &crate::firmware::Build) -> Result<()
             .position(|(a, b)| a != b)
             .unwrap_or(0);
         bail!(
-            "the logs are identical but `tinyppo logs decode --json` differs at line {}",
+            "the logs are identical but `logs decode --json` differs at line {}",
             line + 1
         );
     }

@@ -158,10 +158,11 @@ pub fn run(run: &Run) -> Result<Output> {
     })
 }
 
-/// `cargo xtask qemu [--policy FILE] [--env NAME] [--episodes N] [--seed S]
-/// [--deterministic] [--timeout SECS] --out FILE`.
+/// `cargo xtask qemu [--firmware DIR] [--policy FILE] [--episodes N]
+/// [--seed S] [--deterministic] [--timeout SECS] --out FILE`.
 pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
     let mut b = Build::default();
+    let mut fw: Option<PathBuf> = None;
     let mut out: Option<PathBuf> = None;
     let mut timeout = 60u64;
     let mut it = args.iter();
@@ -172,8 +173,12 @@ pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
                 .with_context(|| format!("{a} needs {what}"))
         };
         match a {
+            "--firmware" => fw = Some(value("a directory")?.into()),
             "--policy" => b.policy = Some(value("a file")?.into()),
-            "--env" => b.env = value("a plant name")?.to_owned(),
+            "--env" => bail!(
+                "qemu: --env is gone: the blob names its plant (export it with this tinyppo; \
+                 `tinyppo export --blob OLD --env NAME --out NEW` upgrades an old one)"
+            ),
             "--episodes" => b.episodes = value("a number")?.parse().context("--episodes")?,
             "--seed" => b.seed = value("a number")?.parse().context("--seed")?,
             "--timeout" => timeout = value("seconds")?.parse().context("--timeout")?,
@@ -183,6 +188,7 @@ pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
         }
     }
     let out = out.context("qemu: --out FILE is required (where UART0's bytes go)")?;
+    let b = firmware::with_firmware(b, fw);
     check_installed()?;
     let tc = Toolchain::detect(root)?;
     let built = firmware::build(root, &tc, &b)?;

@@ -1,7 +1,7 @@
 //! Instruction counts on the Cortex-M4F, for `cargo xtask bench-mcu`.
 //!
 //! Runs under `qemu-system-arm -icount shift=0`, where SysTick advances one
-//! tick per 40 instructions (see `tinyppo_firmware::timing`), so every
+//! tick per 40 instructions (see `tinyppo_boards::timing`), so every
 //! number here is exact and identical between runs. Each measurement times
 //! N ≥ 1000 calls in chunks (a chunk stays far below the 2²⁴-tick wrap of
 //! SysTick), subtracts the cost of the empty measuring loop and reports
@@ -32,11 +32,14 @@ use core::hint::black_box;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::heprintln;
-use tinyppo_firmware::{exit, stack, timing, uart::Uart0, POLICY_BLOB};
+use tinyppo_boards::mps2_an386::{Uart0, INSTRUCTIONS_PER_TICK};
+use tinyppo_boards::{exit, stack, timing};
 use tinyppo_runtime::kernels::{self, QVec};
 use tinyppo_runtime::plants::{Pendulum, Plant};
 use tinyppo_runtime::sim::{run_simulated, RunConfig};
 use tinyppo_runtime::{rng, Policy};
+
+tinyppo_boards::embed_policy!();
 
 mod blobs {
     include!(concat!(env!("OUT_DIR"), "/bench_blobs.rs"));
@@ -85,7 +88,7 @@ impl Meter {
 
     fn per_call(&self, mut f: impl FnMut(usize)) -> u64 {
         let t = ticks(N, &mut f).saturating_sub(self.baseline);
-        (t * timing::INSTRUCTIONS_PER_TICK + N as u64 / 2) / N as u64
+        (t * INSTRUCTIONS_PER_TICK + N as u64 / 2) / N as u64
     }
 }
 
@@ -374,7 +377,7 @@ fn control_tick(meter: &Meter) {
         uart.write_all(f)
     });
     let t1 = timing::now();
-    let per_tick = u64::from(timing::ticks(t0, t1)) * timing::INSTRUCTIONS_PER_TICK
+    let per_tick = u64::from(timing::ticks(t0, t1)) * INSTRUCTIONS_PER_TICK
         / u64::from(stats.transitions.max(1));
     heprintln!(
         "act\tcontrol tick: run_simulated incl. logging to UART0 ({} ticks, {} B/tick)\t{}",

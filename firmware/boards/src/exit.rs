@@ -3,9 +3,8 @@
 //!
 //! Without a debugger attached, a semihosting call on a real board is a
 //! breakpoint that hard-faults; the firmware only exits at the end of a
-//! simulated run, which is what the QEMU and bench builds do.
-
-use core::panic::PanicInfo;
+//! simulated run, which is what the QEMU and bench builds do. Each board
+//! module defines the panic handler.
 
 use cortex_m_semihosting::{debug, heprintln};
 
@@ -23,15 +22,8 @@ pub fn failure(msg: core::fmt::Arguments) -> ! {
 }
 
 /// Spins forever (if the debugger ignored the exit request).
-fn halt() -> ! {
+pub fn halt() -> ! {
     loop {
         cortex_m::asm::bkpt();
     }
-}
-
-/// A panic is a bug (the runtime promises not to panic once a policy is
-/// loaded): report it and exit with failure.
-#[panic_handler]
-fn panic(info: &PanicInfo) -> ! {
-    failure(format_args!("panic: {info}"))
 }

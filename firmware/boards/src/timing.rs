@@ -1,19 +1,12 @@
 //! SysTick as a free-running 24-bit down-counter on the core clock.
 //!
-//! Under `qemu-system-arm -icount shift=0` each guest instruction advances
-//! virtual time by 1 ns and the MPS2 core clock is 25 MHz, so one SysTick
-//! tick is exactly [`INSTRUCTIONS_PER_TICK`] instructions, the same on every
-//! run. On a board a tick is one core cycle.
+//! On a board a tick is one core cycle. Under `qemu-system-arm -icount
+//! shift=0` each guest instruction advances virtual time by 1 ns, so on the
+//! MPS2 AN386 (25 MHz) one tick is exactly 40 instructions
+//! (`mps2_an386::INSTRUCTIONS_PER_TICK`), the same on every run.
 
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::SYST;
-
-/// Core clock of the MPS2 AN386 (Hz).
-pub const CORE_HZ: u32 = 25_000_000;
-
-/// Instructions per SysTick tick under `-icount shift=0` (1 ns per
-/// instruction, 40 ns per 25 MHz tick).
-pub const INSTRUCTIONS_PER_TICK: u64 = 40;
 
 /// Largest SysTick reload value.
 pub const MAX_RELOAD: u32 = 0x00FF_FFFF;
