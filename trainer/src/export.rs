@@ -142,7 +142,9 @@ pub fn reencode_blob(blob: &[u8], plant: &RegisteredPlant) -> Result<Vec<u8>> {
     plant.check_blob(blob, "the blob", false)?;
     let f = |v: &[u8]| format::f32s(v).collect::<Vec<f32>>();
     let layers: Vec<_> = b.layers().collect();
-    let owned: Vec<(Vec<f32>, Vec<i8>, Vec<f32>, Vec<f32>)> = layers
+    // (f32 weights, int8 weights, int8 scales, bias) of each layer.
+    type Owned = (Vec<f32>, Vec<i8>, Vec<f32>, Vec<f32>);
+    let owned: Vec<Owned> = layers
         .iter()
         .map(|l| match b.encoding {
             tinyppo_runtime::Encoding::F32 => (f(l.weights), vec![], vec![], f(l.bias)),
