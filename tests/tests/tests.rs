@@ -33,3 +33,5 @@ mod offpolicy_loss;
 mod offpolicy_vtrace;
 
 mod pg_estimators;
+
+mod user_plant;

@@ -23,8 +23,9 @@
 //! ```no_run
 //! use tinyppo_trainer::{config, registry::Registry, run};
 //! # fn main() -> anyhow::Result<()> {
-//! let registry = Registry::builtin();
-//! let plant = registry.get("pendulum")?;
+//! # let name = Registry::builtin().names()[0];
+//! let registry = Registry::builtin(); // plus your plants: `.with::<MyPlant, 2, 1>(preset)`
+//! let plant = registry.get(name)?;
 //! let cfg = config::resolve(plant, None, &["seed=3".into()])?;
 //! let summary = run::train(&registry, cfg, "runs/p3".as_ref(), &run::RunOptions::default(), &mut |_| {})?;
 //! println!("version {} (id {:08x})", summary.version, summary.policy_id);

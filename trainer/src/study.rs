@@ -51,8 +51,8 @@
 //! # The value function
 //!
 //! The checkpoint's critic is not used: PPO trains it on rewards divided by
-//! a running return std (`norm_reward`) and with the run's γ (0.95 for the
-//! pendulum preset), so it is neither in reward units nor the value of this
+//! a running return std (`norm_reward`) and with the run's γ (a preset's,
+//! e.g. 0.95), so it is neither in reward units nor the value of this
 //! study's γ, and a fresh policy has no trained critic at all. Instead a
 //! fresh critic (the model's critic architecture, orthogonal init, output
 //! bias set to the mean target) is fitted by minibatch Adam on the squared

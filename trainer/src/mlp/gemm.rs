@@ -39,7 +39,7 @@
 //! but not at 256×64·64×64 and below. There it reaches ≈ 41·10⁹ FMA/s
 //! (25 µs for 256×64·64×64, one core of the 2-core AMD EPYC dev machine)
 //! against ≈ 55 here (18.5 µs, about the core's peak of two 8-lane FMAs per
-//! cycle). In the training benchmark (pendulum, 307,200 steps, minibatch
+//! cycle). In the training benchmark (the RLtools configuration, 307,200 steps, minibatch
 //! 256, 3→64→64→1) its kernel and packing were half of the run; with these
 //! kernels the updates went from ≈ 0.75 s to ≈ 0.5 s (see the git log).
 //!
