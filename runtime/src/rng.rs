@@ -4,7 +4,10 @@
 //! xoshiro128++ (32-bit state words, four of them: fast on a Cortex-M4 and
 //! reproducible everywhere), seeded explicitly, never from entropy.
 
-use rand_core::{RngCore, SeedableRng};
+/// The generator trait `Plant::reset` takes (re-exported, so a plant crate
+/// needs no `rand_core` dependency of its own to name it).
+pub use rand_core::RngCore;
+use rand_core::SeedableRng;
 
 /// The default generator: xoshiro128++.
 pub type DefaultRng = rand_xoshiro::Xoshiro128PlusPlus;
