@@ -207,7 +207,7 @@ pub struct Builtin<const CODE: u8>;
 
 /// Implemented by [`Builtin`] for the codes of the built-in plants.
 #[diagnostic::on_unimplemented(
-    message = "plant code {Self} is not a built-in plant",
+    message = "the embedded policy names a plant that is not built in (its code is the number in `{Self}`)",
     label = "the embedded policy blob names a plant this firmware does not have",
     note = "built-in codes: 0 pendulum, 1 mountain-car, 2 cartpole, 3 dc-motor; a firmware \
             for your own plant names its plant type instead of `Builtin`"
