@@ -1133,51 +1133,32 @@ fn v2_optional_extensions_are_kept_and_any_plant_code_loads() {
         tag: 0x9A,
         body: &body,
     }];
-    let q = net.quantized();
-    let layers: Vec<LayerSpec> = net
-        .layers
-        .iter()
-        .zip(&q)
-        .map(|(l, q)| LayerSpec {
-            weights: WeightsSpec::Int8 {
-                q: &q.q,
-                scales: &q.s,
-            },
-            bias: &l.b,
-        })
-        .collect();
-    let spec = BlobSpec {
-        obs_dim: 3,
-        act_dim: 2,
-        hidden: &net.hidden,
-        activation: net.activation,
-        obs_mean: &net.obs_mean,
-        obs_inv_std: &net.obs_inv_std,
-        obs_clip: net.obs_clip,
-        action_low: &net.low,
-        action_high: &net.high,
-        log_std: &net.log_std,
-        layers: &layers,
-        plant: 0x81,
-        safe_action: &net.safe_action(),
-        extensions: &ext,
-    };
-    let mut buf = vec![0u8; format::max_encoded_len(&spec)];
-    let n = format::encode(&spec, &mut buf).unwrap();
+    let got = net.encode_int8_for(0x81, &ext);
     let mut want = net.raw_int8();
     let t = want.v2.as_mut().unwrap();
     t.plant = 0x81;
     t.extensions = vec![(0x9A, body.to_vec())];
-    assert_eq!(&buf[..n], &want.blob()[..]);
+    assert_eq!(got, want.blob());
     // A required extension this runtime does not know is never written.
     let req = [tinyppo_runtime::Extension {
         tag: 0x01,
         body: &body,
     }];
+    let layers = [
+        LayerSpec {
+            weights: WeightsSpec::F32(&W0),
+            bias: &B0,
+        },
+        LayerSpec {
+            weights: WeightsSpec::F32(&W1),
+            bias: &B1,
+        },
+    ];
     let spec = BlobSpec {
         extensions: &req,
-        ..spec
+        ..tiny_spec(&layers)
     };
+    let mut buf = [0u8; 256];
     assert_eq!(
         format::encode(&spec, &mut buf),
         Err(EncodeError::Invalid(FormatError::UnknownExtension {

@@ -330,6 +330,15 @@ impl Net {
     }
 
     fn encode_with(&self, layers: &[LayerSpec]) -> Vec<u8> {
+        self.encode_spec(layers, tinyppo_runtime::plants::code::UNSPECIFIED, &[])
+    }
+
+    fn encode_spec(
+        &self,
+        layers: &[LayerSpec],
+        plant: u8,
+        extensions: &[tinyppo_runtime::Extension],
+    ) -> Vec<u8> {
         let spec = BlobSpec {
             obs_dim: self.obs_dim,
             act_dim: self.act_dim,
@@ -342,9 +351,9 @@ impl Net {
             action_high: &self.high,
             log_std: &self.log_std,
             layers,
-            plant: tinyppo_runtime::plants::code::UNSPECIFIED,
+            plant,
             safe_action: &self.safe_action(),
-            extensions: &[],
+            extensions,
         };
         let mut buf = vec![0u8; max_encoded_len(&spec)];
         let n = format::encode(&spec, &mut buf).expect("encode");
@@ -367,6 +376,12 @@ impl Net {
 
     /// The blob with int8 weights ([`quantize`]), by the runtime's encoder.
     pub fn encode_int8(&self) -> Vec<u8> {
+        self.encode_int8_for(tinyppo_runtime::plants::code::UNSPECIFIED, &[])
+    }
+
+    /// [`encode_int8`](Self::encode_int8) naming `plant`, with extension
+    /// records.
+    pub fn encode_int8_for(&self, plant: u8, extensions: &[tinyppo_runtime::Extension]) -> Vec<u8> {
         let q = self.quantized();
         let specs: Vec<LayerSpec> = self
             .layers
@@ -380,7 +395,7 @@ impl Net {
                 bias: &l.b,
             })
             .collect();
-        self.encode_with(&specs)
+        self.encode_spec(&specs, plant, extensions)
     }
 
     fn raw_common(&self, encoding: u8, layers: Vec<RawLayer>) -> RawPayload {

@@ -123,8 +123,14 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
         safe_action: plant.safe_action(),
         extensions: &[],
     };
-    let mut buf = vec![0u8; max_encoded_len(&spec)];
-    let n = format::encode(&spec, &mut buf)
+    encode_spec(&spec)
+}
+
+/// `spec` as blob bytes (re-parsed by the runtime's encoder before they
+/// are returned).
+fn encode_spec(spec: &BlobSpec) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; max_encoded_len(spec)];
+    let n = format::encode(spec, &mut buf)
         .map_err(anyhow::Error::msg)
         .context("encoding the policy blob")?;
     buf.truncate(n);
@@ -189,12 +195,7 @@ pub fn reencode_blob(blob: &[u8], plant: &RegisteredPlant) -> Result<Vec<u8>> {
         safe_action: plant.safe_action(),
         extensions: &[],
     };
-    let mut buf = vec![0u8; max_encoded_len(&spec)];
-    let n = format::encode(&spec, &mut buf)
-        .map_err(anyhow::Error::msg)
-        .context("encoding the policy blob")?;
-    buf.truncate(n);
-    Ok(buf)
+    encode_spec(&spec)
 }
 
 /// File name of the policy index in a run directory.
