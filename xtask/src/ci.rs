@@ -100,6 +100,13 @@ pub fn ci_steps() -> Vec<Step> {
     ];
     steps.extend(thumb_steps());
     steps.extend(firmware_steps());
+    steps.push(Step::new("fmt: firmware workspace", |ctx| {
+        let mut c = ctx.cargo(&["fmt", "--all", "--manifest-path"]);
+        c.arg(crate::firmware::dir(&ctx.root).join("Cargo.toml"))
+            .args(["--", "--check"]);
+        cmd::run(&mut c)
+    }));
+    steps.extend(crate::example::steps(crate::example::HEATER));
     steps
 }
 

@@ -13,6 +13,7 @@ mod bench_train;
 mod ci;
 mod cmd;
 mod curves;
+mod example;
 mod firmware;
 mod loop_cmd;
 mod qemu;
