@@ -34,4 +34,5 @@ mod offpolicy_vtrace;
 
 mod pg_estimators;
 
+mod run_integrity;
 mod user_plant;

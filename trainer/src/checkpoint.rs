@@ -20,7 +20,7 @@ use crate::algo::TrainState;
 const MAGIC: &[u8; 4] = b"TPCK";
 /// 2: the configuration gained the algorithm family's fields (issue 6).
 /// 3: the configuration is TOML text, with the `[ppo]` and `[reinforce]`
-/// groups (issue 10).
+/// groups (issue 10); the episodes in flight (bit-identical resume).
 const VERSION: u16 = 3;
 
 /// Writes `bytes` to `path` atomically (temp file + fsync + rename).
@@ -223,6 +223,7 @@ mod v2 {
                 update: s.update,
                 recent_returns: s.recent_returns,
                 target_rms: s.target_rms,
+                in_flight: None,
             }
         }
     }

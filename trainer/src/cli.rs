@@ -562,6 +562,7 @@ fn train(reg: &Registry, a: TrainArgs) -> Result<()> {
     let opts = RunOptions {
         checkpoint_every: Duration::from_secs_f64(a.checkpoint_secs),
         final_eval: !a.quiet,
+        ..RunOptions::default()
     };
     let mut on_event = |e: RunEvent| match e {
         RunEvent::Start {

@@ -26,6 +26,17 @@ pub trait Env: Send {
     /// One step; writes the next observation and returns
     /// `(reward, terminated, truncated)`.
     fn step(&mut self, action: &[f32], obs: &mut [f32]) -> (f32, bool, bool);
+    /// The plant's full state and parameters as bytes, so a checkpoint can
+    /// put an episode in flight back exactly; `None` if it cannot (then a
+    /// resumed run starts new episodes).
+    fn save_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Restores what [`save_state`](Self::save_state) returned.
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let _ = bytes;
+        Err("this environment cannot restore a saved state".into())
+    }
 }
 
 /// Adapter from a [`Plant`] to [`Env`].
@@ -62,5 +73,16 @@ impl<P: Plant<O, A> + Send, const O: usize, const A: usize> Env for PlantEnv<P, 
         let tr = self.0.step(&a);
         obs.copy_from_slice(&tr.obs);
         (tr.reward, tr.terminated, tr.truncated)
+    }
+    /// postcard of `(Plant::State, Plant::Params)`.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        postcard::to_allocvec(&(self.0.state(), self.0.params())).ok()
+    }
+    fn load_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (state, params): (P::State, P::Params) =
+            postcard::from_bytes(bytes).map_err(|e| format!("plant {}: {e}", P::NAME))?;
+        self.0.set_params(params);
+        self.0.set_state(state);
+        Ok(())
     }
 }

@@ -53,6 +53,10 @@ pub struct RunOptions {
     pub checkpoint_every: Duration,
     /// Evaluate the exported int8 policy at the end.
     pub final_eval: bool,
+    /// For tests of interrupted runs: end with an error right after the
+    /// checkpoint of this update, as a process killed before the next one
+    /// would (nothing exported).
+    pub stop_after_update: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -60,6 +64,7 @@ impl Default for RunOptions {
         RunOptions {
             checkpoint_every: Duration::from_secs(10),
             final_eval: true,
+            stop_after_update: None,
         }
     }
 }
@@ -202,9 +207,18 @@ fn run_loop(
         on_event(RunEvent::Update(&m));
         rows.push(m);
         if last_save.elapsed() >= opts.checkpoint_every || trainer.done() {
-            checkpoint::save(dir, &trainer.state)?;
+            // Metrics first: a crash between the two leaves a row the
+            // checkpoint does not have yet (dropped on resume), never a
+            // checkpoint whose last rows are missing.
             report::write_metrics(&dir.join("metrics.csv"), &rows)?;
+            checkpoint::save(dir, &trainer.snapshot())?;
             last_save = Instant::now();
+            if opts.stop_after_update == Some(trainer.state.update) {
+                return Err(anyhow::anyhow!(
+                    "stopped after the checkpoint of update {} (RunOptions::stop_after_update)",
+                    trainer.state.update
+                ));
+            }
         }
     }
     let wall_secs = started.elapsed().as_secs_f64();

@@ -57,6 +57,22 @@ pub struct TrainState {
     /// REINFORCE: statistics of the value targets; the critic fits
     /// `(y − mean)/std` and `V = mean + std · net`.
     pub target_rms: RunningMeanStd,
+    /// The episodes in flight at the checkpoint (see [`Trainer::snapshot`]);
+    /// `None` in a fresh state, or if a plant could not save its state.
+    pub in_flight: Option<InFlight>,
+}
+
+/// The plants' episodes in flight between two updates: what a resumed run
+/// needs to continue exactly where the interrupted one was, so that it
+/// ends with the same bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Each plant's state and parameters ([`Env::save_state`]).
+    pub plants: Vec<Vec<u8>>,
+    /// The current raw observations, `num_envs × obs_dim`.
+    pub obs: Vec<f32>,
+    /// The returns so far of the episodes in flight.
+    pub returns: Vec<f64>,
 }
 
 /// Metrics of one update (one `metrics.csv` row; CleanRL's key names).
@@ -180,13 +196,16 @@ impl Trainer {
             update: 0,
             recent_returns: VecDeque::new(),
             target_rms: RunningMeanStd::new(1),
+            in_flight: None,
             cfg,
         };
         Self::from_state(state, plant)
     }
 
-    /// Continues a run from a checkpointed state on `plant`. Plants start
-    /// new episodes (episodes in flight at the checkpoint are not restored).
+    /// Continues a run from a checkpointed state on `plant`: the episodes
+    /// in flight are restored (`state.in_flight`, so the run continues bit
+    /// for bit as if never interrupted), or, for a fresh state, every plant
+    /// starts an episode.
     pub fn from_state(mut state: TrainState, plant: &RegisteredPlant) -> Result<Self> {
         let cfg = &state.cfg;
         if cfg.env != plant.name() {
@@ -208,9 +227,30 @@ impl Trainer {
         let b = cfg.batch_size();
         let threads = cfg.threads;
         let mut obs_raw = vec![0.0; n * od];
+        let mut ep_return = vec![0.0; n];
         let mut envs = envs;
-        for (e, o) in envs.iter_mut().zip(obs_raw.chunks_mut(od)) {
-            e.reset(&mut state.rng, o);
+        match state.in_flight.take() {
+            Some(f) => {
+                if f.plants.len() != n || f.obs.len() != n * od || f.returns.len() != n {
+                    bail!(
+                        "the checkpoint's episodes in flight are for {} plants ({} observations), \
+                         the run has num_envs = {n}",
+                        f.plants.len(),
+                        f.obs.len()
+                    );
+                }
+                for (i, (e, bytes)) in envs.iter_mut().zip(&f.plants).enumerate() {
+                    e.load_state(bytes)
+                        .map_err(|why| anyhow!("restoring plant {i} of the checkpoint: {why}"))?;
+                }
+                obs_raw = f.obs;
+                ep_return = f.returns;
+            }
+            None => {
+                for (e, o) in envs.iter_mut().zip(obs_raw.chunks_mut(od)) {
+                    e.reset(&mut state.rng, o);
+                }
+            }
         }
         let (low, high) = (envs[0].action_low(), envs[0].action_high());
         let buf = Rollout {
@@ -230,7 +270,7 @@ impl Trainer {
             plant: plant.clone(),
             envs,
             obs_raw,
-            ep_return: vec![0.0; n],
+            ep_return,
             low,
             high,
             buf,
@@ -240,6 +280,20 @@ impl Trainer {
             ws: Workspace::new(threads > 1),
             seconds: (0.0, 0.0),
         })
+    }
+
+    /// The checkpointable state with the episodes in flight: resuming from
+    /// it continues exactly where this run is.
+    pub fn snapshot(&self) -> TrainState {
+        let plants: Option<Vec<Vec<u8>>> = self.envs.iter().map(|e| e.save_state()).collect();
+        TrainState {
+            in_flight: plants.map(|plants| InFlight {
+                plants,
+                obs: self.obs_raw.clone(),
+                returns: self.ep_return.clone(),
+            }),
+            ..self.state.clone()
+        }
     }
 
     /// True once `total_timesteps` is reached (REINFORCE: once at least
