@@ -71,16 +71,16 @@ pub(crate) fn run(args: &[&str]) -> Output {
         .expect("running tinyppo")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs `args` and expects success.
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let o = run(args);
     assert!(
         o.status.success(),
@@ -92,7 +92,7 @@ fn ok(args: &[&str]) -> String {
 }
 
 /// Runs `args`, expects failure and returns stderr.
-fn fails(args: &[&str]) -> String {
+pub(crate) fn fails(args: &[&str]) -> String {
     let o = run(args);
     assert!(
         !o.status.success(),
@@ -102,7 +102,7 @@ fn fails(args: &[&str]) -> String {
     stderr(&o)
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
@@ -120,7 +120,7 @@ const TINY: &[&str] = &[
     "--quiet",
 ];
 
-fn train_tiny(out: &Path, total: u64, extra: &[&str]) -> Output {
+pub(crate) fn train_tiny(out: &Path, total: u64, extra: &[&str]) -> Output {
     let total = total.to_string();
     let mut args = vec!["train", "--env", "pendulum", "--total-steps", &total];
     args.extend_from_slice(TINY);

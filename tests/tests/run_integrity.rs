@@ -15,6 +15,7 @@ fn opts(stop: Option<u64>) -> run::RunOptions {
         checkpoint_every: Duration::ZERO,
         final_eval: false,
         stop_after_update: stop,
+        replace_existing: false,
     }
 }
 
@@ -137,4 +138,160 @@ fn metrics_never_lag_the_checkpoint() {
             "the checkpoint holds the episodes in flight"
         );
     }
+}
+
+/// Regression (issue 15, item 1): `train --out DIR` into a directory that
+/// held a run overwrote its checkpoint, metrics, config, plot and policies
+/// and exited 0, and `policies.json` then said the new run descended from
+/// the old one. Now it is refused, the old run left byte for byte; with
+/// `--force` the old run is moved aside, never deleted.
+#[test]
+fn train_into_an_existing_run_is_refused_or_moves_it_aside() {
+    use crate::cli::{fails, s, stderr, train_tiny};
+    let tmp = TempDir::new("existing-run");
+    let dir = tmp.path().join("run");
+    let o = train_tiny(&dir, 256, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before: Vec<(&str, Vec<u8>)> = tinyppo_trainer::run::RUN_FILES
+        .iter()
+        .map(|f| (*f, read(&dir, f)))
+        .collect();
+    let o = train_tiny(&dir, 256, &["--seed", "9"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("already holds a run") && err.contains("--resume") && err.contains("--force"),
+        "{err}"
+    );
+    for (f, bytes) in &before {
+        assert_eq!(&read(&dir, f), bytes, "{f} changed");
+    }
+    // A plant of another kind is refused the same way.
+    let e = fails(&[
+        "train",
+        "--env",
+        "cartpole",
+        "--total-steps",
+        "256",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(e.contains("already holds a run"), "{e}");
+
+    let o = train_tiny(&dir, 256, &["--seed", "9", "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let aside = tmp.path().join("run.replaced-1");
+    for (f, bytes) in &before {
+        assert_eq!(&read(&aside, f), bytes, "{f} moved aside unchanged");
+    }
+    let idx = tinyppo_trainer::export::PolicyIndex::load(&dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(idx.latest_version(), 1);
+    assert!(
+        idx.policies.iter().all(|r| r.parent.is_none()),
+        "the new run has no parent"
+    );
+    assert_eq!(checkpoint::load(&dir).unwrap().cfg.seed, 9);
+}
+
+/// Regression (issue 15, item 1): two trains into one directory at once
+/// both exited 0. The directory's lock refuses the second writer.
+#[test]
+fn a_second_writer_of_a_run_is_refused() {
+    let reg = Registry::builtin();
+    let tmp = TempDir::new("run-lock");
+    let dir = tmp.path().join("run");
+    let held = tinyppo_trainer::run::RunLock::acquire(&dir).unwrap();
+    let c = cfg(
+        &reg,
+        "pendulum",
+        &["total_timesteps=256", "num_steps=128", "num_envs=2"],
+    );
+    let e = run::train(&reg, c.clone(), &dir, &opts(None), &mut |_| {}).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("another tinyppo process is writing this run"),
+        "{e}"
+    );
+    assert!(
+        tinyppo_trainer::run::run_files(&dir).is_empty(),
+        "nothing written"
+    );
+    // The CLI's train and finetune take the same lock.
+    let err = crate::cli::fails(&[
+        "train",
+        "--env",
+        "pendulum",
+        "--total-steps",
+        "256",
+        "--out",
+        crate::cli::s(&dir),
+    ]);
+    assert!(err.contains("another tinyppo process"), "{err}");
+    drop(held);
+    run::train(&reg, c, &dir, &opts(None), &mut |_| {}).unwrap();
+    let _held = tinyppo_trainer::run::RunLock::acquire(&dir).unwrap();
+    let e = run::resume(&reg, &dir, Some(512), &opts(None), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("another tinyppo process"), "{e}");
+}
+
+/// Regression (issue 15, item 9): a checkpoint from another plant copied
+/// into a run was resumed without complaint; `--set env=…` was accepted and
+/// ignored; after `--resume --total-steps N` the run's config.toml still
+/// showed the old total.
+#[test]
+fn resume_checks_the_checkpoint_and_records_the_new_total() {
+    let reg = Registry::builtin();
+    let tmp = TempDir::new("resume-checks");
+    let small = [
+        "num_envs=2",
+        "num_steps=64",
+        "actor_hidden=[8]",
+        "critic_hidden=[8]",
+        "total_timesteps=256",
+    ];
+    let (p, c) = (tmp.path().join("p"), tmp.path().join("c"));
+    run::train(
+        &reg,
+        cfg(&reg, "pendulum", &small),
+        &p,
+        &opts(None),
+        &mut |_| {},
+    )
+    .unwrap();
+    run::train(
+        &reg,
+        cfg(&reg, "cartpole", &small),
+        &c,
+        &opts(None),
+        &mut |_| {},
+    )
+    .unwrap();
+
+    let s = run::resume(&reg, &p, Some(512), &opts(None), &mut |_| {}).unwrap();
+    assert_eq!(s.global_step, 512);
+    let text = std::fs::read_to_string(p.join("config.toml")).unwrap();
+    assert!(text.contains("total_timesteps = 512"), "{text}");
+
+    std::fs::copy(c.join("checkpoint.bin"), p.join("checkpoint.bin")).unwrap();
+    let e = run::resume(&reg, &p, None, &opts(None), &mut |_| {}).unwrap_err();
+    assert!(
+        e.to_string().contains("plant cartpole") && e.to_string().contains("not this run's"),
+        "{e}"
+    );
+
+    let plant = reg.get("pendulum").unwrap();
+    let e = config::resolve(plant, None, &["env=cartpole".into()]).unwrap_err();
+    assert!(e.to_string().contains("chosen with --env"), "{e}");
+    let file = tmp.path().join("other.toml");
+    std::fs::write(&file, "env = \"cartpole\"\n").unwrap();
+    let e = config::resolve(plant, Some(&file), &[]).unwrap_err();
+    assert!(
+        e.to_string().contains("other.toml") && e.to_string().contains("cartpole"),
+        "{e}"
+    );
+    // A run's own config.toml is a valid --config for the same plant.
+    let own = config::resolve(plant, Some(&p.join("config.toml")), &[]).unwrap();
+    assert_eq!(own.total_timesteps, 512);
 }

@@ -276,8 +276,12 @@ struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["env", "algo", "config", "sets", "seed", "out"])]
+    #[arg(long, conflicts_with_all = ["env", "algo", "config", "sets", "seed", "out", "force"])]
     resume: Option<PathBuf>,
+    /// --out holds a run already: move it aside (to OUT.replaced-N) and
+    /// start afresh, instead of refusing.
+    #[arg(long)]
+    force: bool,
     /// No progress bar or summary.
     #[arg(long)]
     quiet: bool,
@@ -562,6 +566,7 @@ fn train(reg: &Registry, a: TrainArgs) -> Result<()> {
     let opts = RunOptions {
         checkpoint_every: Duration::from_secs_f64(a.checkpoint_secs),
         final_eval: !a.quiet,
+        replace_existing: a.force,
         ..RunOptions::default()
     };
     let mut on_event = |e: RunEvent| match e {

@@ -253,7 +253,15 @@ pub fn resolve(
     for s in sets {
         let t = set_table(s)?;
         check_keys(&t, &format!("--set {s}"))?;
+        if t.contains_key("env") {
+            bail!("--set {s}: the plant is chosen with --env, not --set");
+        }
         user.push((t, format!("--set {s}")));
+    }
+    for (t, origin) in &user {
+        if let Some(e) = t.get("env").and_then(|v| v.as_str()).filter(|e| *e != env) {
+            bail!("{origin}: env = {e:?}, but this run is for plant {env:?} (--env)");
+        }
     }
     // The algorithm decides which algorithm preset sits between the plant's
     // preset and the user's layers.

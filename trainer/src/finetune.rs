@@ -389,6 +389,8 @@ pub fn finetune(
     fc: &FinetuneConfig,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<FinetuneOutcome> {
+    let out_lock = out_dir.unwrap_or(ckpt_dir);
+    let _lock = crate::run::RunLock::acquire(out_lock)?;
     let mut state = checkpoint::load(ckpt_dir)?;
     let plant = registry
         .get(&state.cfg.env)

@@ -35,7 +35,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::algo::{Trainer, UpdateMetrics};
 use crate::checkpoint::{self, write_atomic};
@@ -57,6 +57,9 @@ pub struct RunOptions {
     /// checkpoint of this update, as a process killed before the next one
     /// would (nothing exported).
     pub stop_after_update: Option<u64>,
+    /// [`train`] into a directory that already holds a run: move that run
+    /// aside (to `DIR.replaced-N`, never deleted) instead of refusing.
+    pub replace_existing: bool,
 }
 
 impl Default for RunOptions {
@@ -65,6 +68,7 @@ impl Default for RunOptions {
             checkpoint_every: Duration::from_secs(10),
             final_eval: true,
             stop_after_update: None,
+            replace_existing: false,
         }
     }
 }
@@ -118,8 +122,76 @@ pub struct RunSummary {
     pub eval: Option<EvalSummary>,
 }
 
+/// The files that make a directory a run directory.
+pub const RUN_FILES: [&str; 5] = [
+    "checkpoint.bin",
+    "policies.json",
+    "metrics.csv",
+    "config.toml",
+    "policy.bin",
+];
+
+/// The lock file of a run directory.
+pub const LOCK_FILE: &str = ".tinyppo.lock";
+
+/// The one writer of a run directory: an exclusive advisory lock on
+/// `DIR/.tinyppo.lock` (`flock`), held while the value lives and released
+/// by the OS if the process dies, so a second `train`, `resume` or
+/// `finetune` of the same directory is refused instead of interleaving its
+/// writes. The file itself stays (removing it would race with a waiter).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock of `dir` (created if missing), or says who holds it.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        use std::io::Write as _;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                bail!(
+                    "{}: another tinyppo process is writing this run ({}); wait for it to end",
+                    dir.display(),
+                    holder.trim()
+                )
+            }
+            Err(fs4::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+        // Who holds it, for the message above (best effort).
+        let _ = file.set_len(0);
+        let _ = write!(file, "pid {}", std::process::id());
+        Ok(RunLock { _file: file })
+    }
+}
+
+/// The run files `dir` holds.
+pub fn run_files(dir: &Path) -> Vec<&'static str> {
+    RUN_FILES
+        .iter()
+        .copied()
+        .filter(|f| dir.join(f).exists())
+        .collect()
+}
+
 /// Starts a run of `cfg` in `dir` (created if missing) and runs it to the
-/// end: see the [module docs](self) for what is written.
+/// end: see the [module docs](self) for what is written. A directory that
+/// already holds a run is refused (`--resume` continues it), or, with
+/// [`RunOptions::replace_existing`], moved aside first; the directory is
+/// locked ([`RunLock`]) for the whole run.
 pub fn train(
     registry: &Registry,
     cfg: TrainConfig,
@@ -129,15 +201,48 @@ pub fn train(
 ) -> Result<RunSummary> {
     let plant = registry.get(&cfg.env)?;
     cfg.validate()?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut lock = RunLock::acquire(dir)?;
+    let existing = run_files(dir);
+    if !existing.is_empty() {
+        if !opts.replace_existing {
+            bail!(
+                "{} already holds a run ({}): continue it with `tinyppo train --resume {}`, \
+                 give another --out, or pass --force to move it aside",
+                dir.display(),
+                existing.join(", "),
+                dir.display()
+            );
+        }
+        let aside = (1u32..)
+            .map(|n| PathBuf::from(format!("{}.replaced-{n}", dir.display())))
+            .find(|p| !p.exists())
+            .context("no free name to move the old run to")?;
+        std::fs::rename(dir, &aside).with_context(|| {
+            format!(
+                "moving the run in {} aside to {}",
+                dir.display(),
+                aside.display()
+            )
+        })?;
+        eprintln!(
+            "moved the run that was in {} to {}",
+            dir.display(),
+            aside.display()
+        );
+        // The lock moved with the old directory; take the new one's.
+        lock = RunLock::acquire(dir)?;
+    }
     let toml = toml::to_string(&cfg).context("serializing config")?;
     write_atomic(&dir.join("config.toml"), toml.as_bytes())?;
     let trainer = Trainer::new(cfg, plant)?;
-    run_loop(trainer, dir, Vec::new(), opts, on_event)
+    let r = run_loop(trainer, dir, Vec::new(), opts, on_event);
+    drop(lock);
+    r
 }
 
 /// Continues the run in `dir` from its last checkpoint (to `total_steps`
-/// environment steps if given, else to the configured total).
+/// environment steps if given, else to the configured total; the new
+/// total is written to its `config.toml`).
 pub fn resume(
     registry: &Registry,
     dir: &Path,
@@ -145,9 +250,22 @@ pub fn resume(
     opts: &RunOptions,
     on_event: &mut dyn FnMut(RunEvent),
 ) -> Result<RunSummary> {
+    if !dir.join("checkpoint.bin").exists() {
+        bail!(
+            "{}: no checkpoint.bin to resume from (is this a run directory?)",
+            dir.display()
+        );
+    }
+    let _lock = RunLock::acquire(dir)?;
     let mut state = checkpoint::load(dir)?;
+    check_config_matches(dir, &state.cfg)?;
     if let Some(n) = total_steps {
+        if n == 0 {
+            bail!("--total-steps 0: expected at least one environment step");
+        }
         state.cfg.total_timesteps = n;
+        let toml = toml::to_string(&state.cfg).context("serializing config")?;
+        write_atomic(&dir.join("config.toml"), toml.as_bytes())?;
     }
     let plant = registry
         .get(&state.cfg.env)
@@ -156,6 +274,49 @@ pub fn resume(
     rows.retain(|r| r.update <= state.update);
     let trainer = Trainer::from_state(state, plant)?;
     run_loop(trainer, dir, rows, opts, on_event)
+}
+
+/// Refuses a checkpoint that is not the run's: its plant (or algorithm)
+/// differs from what the directory's `config.toml` says (a checkpoint
+/// copied in from another run).
+fn check_config_matches(dir: &Path, cfg: &TrainConfig) -> Result<()> {
+    let path = dir.join("config.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    // Read as a table: an older run's config.toml has other keys.
+    let t: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    let field = |k: &str| {
+        t.get(k)
+            .map(|v| v.to_string().trim_matches('"').to_string())
+    };
+    let on_disk = (
+        field("env").unwrap_or_default(),
+        field("algo").unwrap_or_else(|| "ppo".into()),
+        field("seed").unwrap_or_default(),
+    );
+    if on_disk
+        != (
+            cfg.env.clone(),
+            cfg.algo.name().to_string(),
+            cfg.seed.to_string(),
+        )
+    {
+        bail!(
+            "{}: checkpoint.bin is a {} run of plant {} (seed {}), but config.toml says {} on {} \
+             (seed {}): the checkpoint is not this run's",
+            dir.display(),
+            cfg.algo.name(),
+            cfg.env,
+            cfg.seed,
+            on_disk.1,
+            on_disk.0,
+            on_disk.2
+        );
+    }
+    Ok(())
 }
 
 /// Environment steps a run of `cfg` ends at.
