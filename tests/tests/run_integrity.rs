@@ -295,3 +295,112 @@ fn resume_checks_the_checkpoint_and_records_the_new_total() {
     let own = config::resolve(plant, Some(&p.join("config.toml")), &[]).unwrap();
     assert_eq!(own.total_timesteps, 512);
 }
+
+/// Regression (issue 15, item 2): `tinyppo finetune … | head -1` exited 0
+/// and saved nothing: the closed stdout ended the process before the save.
+/// Now the output is dropped and the fine-tune is published.
+#[test]
+fn a_closed_stdout_never_skips_a_save() {
+    use crate::cli::{s, stderr, tinyppo, train_tiny};
+    let tmp = TempDir::new("closed-stdout");
+    let dir = tmp.path().join("run");
+    let o = train_tiny(&dir, 256, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = tmp.path().join("log.bin");
+    crate::cli::ok(&[
+        "simulate",
+        "--policy",
+        s(&dir.join("policy.bin")),
+        "--env",
+        "pendulum",
+        "--episodes",
+        "3",
+        "--out",
+        s(&log),
+    ]);
+    // The reader is gone before the first line (`head -c 0` exits at once).
+    let script = format!(
+        "(sleep 0.3; '{}' finetune --checkpoint '{}' --logs '{}' --iterations 1; echo \"status=$?\" >&2) | head -c 0",
+        tinyppo().display(),
+        dir.display(),
+        log.display()
+    );
+    let o = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("running sh");
+    let err = stderr(&o);
+    assert!(err.contains("status=0"), "{err}");
+    let idx = tinyppo_trainer::export::PolicyIndex::load(&dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(idx.latest_version(), 2, "the fine-tune was published");
+}
+
+/// Regression (issue 15, item 3): with the parent policy blob of a run
+/// missing or damaged, `finetune` skipped the log-prob check for every
+/// record, saved version 2, then failed with an error naming no file. Now
+/// it fails first, naming the file, and writes nothing.
+#[test]
+fn finetune_without_the_parent_blob_fails_first_naming_it() {
+    use crate::cli::{fails, ok, s, stderr, train_tiny};
+    let tmp = TempDir::new("missing-parent");
+    let dir = tmp.path().join("run");
+    let o = train_tiny(&dir, 256, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = tmp.path().join("log.bin");
+    ok(&[
+        "simulate",
+        "--policy",
+        s(&dir.join("policy.bin")),
+        "--env",
+        "pendulum",
+        "--episodes",
+        "2",
+        "--out",
+        s(&log),
+    ]);
+    let idx = tinyppo_trainer::export::PolicyIndex::load(&dir)
+        .unwrap()
+        .unwrap();
+    let parent = dir.join(&idx.latest_int8().unwrap().file);
+    let good = std::fs::read(&parent).unwrap();
+    let snapshot = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap() != ".tinyppo.lock")
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    for damage in ["missing", "damaged"] {
+        match damage {
+            "missing" => std::fs::remove_file(&parent).unwrap(),
+            _ => {
+                let mut b = good.clone();
+                b[40] ^= 1;
+                std::fs::write(&parent, b).unwrap();
+            }
+        }
+        let before = snapshot(&dir);
+        let err = fails(&["finetune", "--checkpoint", s(&dir), "--logs", s(&log)]);
+        assert!(
+            err.contains(s(&parent)) && err.contains("newest policy"),
+            "{damage}: {err}"
+        );
+        assert_eq!(snapshot(&dir), before, "{damage}: nothing written");
+    }
+    std::fs::write(&parent, &good).unwrap();
+    ok(&[
+        "finetune",
+        "--checkpoint",
+        s(&dir),
+        "--logs",
+        s(&log),
+        "--iterations",
+        "1",
+        "--quiet",
+    ]);
+}

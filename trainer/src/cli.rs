@@ -39,17 +39,25 @@ use crate::run::{self, RunEvent, RunOptions};
 use crate::stats::mean_std;
 use crate::study::{self, StudyConfig, StudyPolicy, ValueFitConfig};
 
-/// Writes to stdout; when stdout is closed (`tinyppo inspect x.bin | head`)
-/// the process ends quietly with success instead of panicking as `print!`
-/// does, and another write error ends it with a message.
+/// Set once stdout turned out to be closed.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes to stdout. When stdout is closed (`tinyppo finetune … | head -1`)
+/// the rest of the output is dropped and the command goes on: it still
+/// does (and saves) what it was asked to, and exits with its own status;
+/// `print!` would panic instead. Another write error is reported once on
+/// stderr, and the output dropped the same way.
 fn write_stdout(args: std::fmt::Arguments) {
     use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     if let Err(e) = std::io::stdout().lock().write_fmt(args) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("warning: writing to stdout: {e}; the rest of the output is dropped");
         }
-        eprintln!("error: writing to stdout: {e}");
-        std::process::exit(1);
     }
 }
 
@@ -960,7 +968,12 @@ fn finetune_cmd(reg: &Registry, a: FinetuneArgs) -> Result<()> {
                 .iter()
                 .find(|r| r.version == v && r.quant == "int8")
             {
-                Some(r) => Ok(Some(std::fs::read(o.out_dir.join(&r.file))?)),
+                Some(r) => {
+                    let path = o.out_dir.join(&r.file);
+                    let b = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Ok(Some(b))
+                }
                 None => Ok(None),
             }
         };

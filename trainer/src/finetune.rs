@@ -318,6 +318,12 @@ pub struct FinetuneOutcome {
 /// Loads a run's index, or makes one (version 1, origin `bootstrap`) from
 /// its `policy.bin`/`policy-f32.bin` or, without them, from an export of
 /// the checkpoint. Returns the index and the blob bytes by id.
+///
+/// The newest version's blobs (the parent of the fine-tune: the policy
+/// the logs are checked against) must be there and intact; a missing or
+/// damaged one is an error naming the file, before anything is written.
+/// Older versions' blobs may be missing: their records are then imported
+/// without the log-prob check, and the report counts them.
 fn load_index(
     dir: &Path,
     state: &TrainState,
@@ -325,13 +331,32 @@ fn load_index(
 ) -> Result<(PolicyIndex, BTreeMap<u32, Vec<u8>>)> {
     let mut blobs = BTreeMap::new();
     if let Some(idx) = PolicyIndex::load(dir)? {
+        let newest = idx.latest_version();
         for r in &idx.policies {
             let id = u32::from_str_radix(&r.id, 16)
                 .with_context(|| format!("policies.json: bad policy id {:?}", r.id))?;
-            if let Ok(b) = std::fs::read(dir.join(&r.file)) {
-                if policy_id(&b).ok() == Some(id) {
+            let path = dir.join(&r.file);
+            let blob =
+                std::fs::read(&path)
+                    .map_err(|e| format!("{e}"))
+                    .and_then(|b| match policy_id(&b) {
+                        Ok(got) if got == id => Ok(b),
+                        Ok(got) => Err(format!("it holds policy {got:08x}, not {id:08x}")),
+                        Err(e) => Err(format!("{e:#}")),
+                    });
+            match blob {
+                Ok(b) => {
                     blobs.insert(id, b);
                 }
+                Err(why) if r.version == newest => bail!(
+                    "{}: the blob of the run's newest policy (version {newest}, id {id:08x}, \
+                     listed in {}) is unusable: {why}; restore it (`tinyppo export --checkpoint {}` \
+                     writes the checkpoint's policy) before fine-tuning",
+                    path.display(),
+                    dir.join(crate::export::INDEX_FILE).display(),
+                    dir.display()
+                ),
+                Err(_) => {}
             }
         }
         return Ok((idx, blobs));
