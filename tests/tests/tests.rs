@@ -36,3 +36,4 @@ mod pg_estimators;
 
 mod run_integrity;
 mod user_plant;
+mod validation;

@@ -565,12 +565,14 @@ fn train(reg: &Registry, a: TrainArgs) -> Result<()> {
         )
         .expect("static template"),
     );
-    if !(a.checkpoint_secs.is_finite() && a.checkpoint_secs >= 0.0) {
-        bail!(
-            "--checkpoint-secs {}: expected a finite number of seconds ≥ 0",
-            a.checkpoint_secs
-        );
-    }
+    crate::validate::Checks::new()
+        .rule(
+            a.checkpoint_secs.is_finite() && (0.0..=1e9).contains(&a.checkpoint_secs),
+            "--checkpoint-secs",
+            a.checkpoint_secs,
+            "a number of seconds in [0, 1e9]",
+        )
+        .finish()?;
     let opts = RunOptions {
         checkpoint_every: Duration::from_secs_f64(a.checkpoint_secs),
         final_eval: !a.quiet,
@@ -655,6 +657,9 @@ fn eval(
     stochastic: bool,
     json: bool,
 ) -> Result<()> {
+    crate::validate::Checks::new()
+        .count("--episodes", episodes as u64, 1, 1 << 24)
+        .finish()?;
     let plant = reg.get(env)?;
     let blob = read_blob(policy)?;
     plant.check_blob(&blob, &policy.display().to_string(), allow_other_plant)?;
@@ -795,6 +800,9 @@ fn simulate(
     out: &Path,
     deterministic: bool,
 ) -> Result<()> {
+    crate::validate::Checks::new()
+        .count("--episodes", u64::from(episodes), 1, 1 << 20)
+        .finish()?;
     let plant = reg.get(env)?;
     let blob = read_blob(policy)?;
     plant.check_blob(&blob, &policy.display().to_string(), allow_other_plant)?;

@@ -243,12 +243,18 @@ pub fn resolve(
     check_keys(&preset, &format!("preset of plant {env}"))?;
     // The user's layers, later wins.
     let mut user = Vec::new();
+    let mut file_text = None;
     if let Some(path) = config_file {
         let src =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let t = parse_table(&src, &path.display().to_string())?;
         check_keys(&t, &path.display().to_string())?;
+        // A value of the wrong type, with the file's line and column.
+        if let Err(e) = toml::from_str::<TrainConfig>(&src) {
+            bail!("{}: {e}", path.display());
+        }
         user.push((t, path.display().to_string()));
+        file_text = Some(src);
     }
     for s in sets {
         let t = set_table(s)?;
@@ -301,8 +307,8 @@ pub fn resolve(
     }
     // Each user layer must be valid on its own, so a wrong type names the
     // file or the --set that has it.
-    for (t, origin) in user {
-        merge(&mut table, t);
+    for (t, origin) in &user {
+        merge(&mut table, t.clone());
         toml::Value::Table(table.clone())
             .try_into::<TrainConfig>()
             .map_err(|e| anyhow::anyhow!("{origin}: {}", e.message()))?;
@@ -313,7 +319,44 @@ pub fn resolve(
         .map_err(|e: toml::de::Error| {
             anyhow::anyhow!("invalid configuration value: {}", e.message())
         })?;
-    cfg.validate()?;
+    if let Err(e) = cfg.validate() {
+        // Say where the bad value came from: the last layer that set it.
+        let Some(bad) = e.downcast_ref::<crate::validate::Invalid>() else {
+            return Err(e);
+        };
+        let path: Vec<&str> = bad.key.split('.').collect();
+        let sets = |t: &toml::Table| match path[..] {
+            [k] => t.contains_key(k),
+            [g, k] => t
+                .get(g)
+                .and_then(|v| v.as_table())
+                .is_some_and(|t| t.contains_key(k)),
+            _ => false,
+        };
+        let origin = user
+            .iter()
+            .rev()
+            .find(|(t, _)| sets(t))
+            .map(|(_, o)| o.clone());
+        return Err(match origin {
+            Some(o) if o.starts_with("--set") => anyhow::anyhow!("{o}: {bad}"),
+            Some(o) => {
+                let leaf = path.last().copied().unwrap_or_default();
+                let line = file_text.as_deref().and_then(|src| {
+                    src.lines().position(|l| {
+                        let l = l.trim_start();
+                        l.strip_prefix(leaf)
+                            .is_some_and(|r| r.trim_start().starts_with('='))
+                    })
+                });
+                match line {
+                    Some(n) => anyhow::anyhow!("{o}:{}: {bad}", n + 1),
+                    None => anyhow::anyhow!("{o}: {bad}"),
+                }
+            }
+            None => anyhow::anyhow!("preset of plant {env}: {bad}"),
+        });
+    }
     Ok(cfg)
 }
 
@@ -436,57 +479,64 @@ impl TrainConfig {
 
     /// Checks ranges; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        let pos = |name: &str, v: f32| -> Result<()> {
-            if !(v.is_finite() && v > 0.0) {
-                bail!("{name} must be a positive number, got {v}");
-            }
-            Ok(())
-        };
+        use crate::validate::Checks;
+        use tinyppo_runtime::format::{LOG_STD_MAX, LOG_STD_MIN, MAX_ABS_VALUE};
         if self.env.is_empty() {
             bail!("env: no plant named (tinyppo train --env NAME)");
         }
-        pos("learning_rate", self.learning_rate)?;
-        pos("ppo.clip_coef", self.ppo.clip_coef)?;
-        pos("max_grad_norm", self.max_grad_norm)?;
-        pos("obs_clip", self.obs_clip)?;
-        pos("adam_eps", self.adam_eps)?;
-        if !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.gae_lambda) {
-            bail!("gamma and gae_lambda must be in [0, 1]");
-        }
-        if !(1..=2).contains(&self.threads) {
-            bail!("threads must be 1 or 2, got {}", self.threads);
-        }
-        if self.algo == Algo::Reinforce
-            && self.reinforce.baseline == Baseline::Optimal
-            && self.reinforce.pg_return != ReturnKind::Full
-        {
-            bail!(
-                "reinforce.baseline = \"optimal\" is the notes' constant for the full return: \
-                 set reinforce.pg_return = \"full\" (got {:?})",
-                self.reinforce.pg_return
-            );
-        }
-        if self.n_step == 0 {
-            bail!("n_step must be ≥ 1");
-        }
-        if self.num_envs == 0 || self.num_steps == 0 || self.ppo.update_epochs == 0 {
-            bail!("num_envs, num_steps and ppo.update_epochs must be ≥ 1");
-        }
+        let hidden = |h: &[usize]| {
+            !h.is_empty() && h.len() <= 3 && h.iter().all(|&w| (1..=256).contains(&w))
+        };
         let mb = self.ppo.num_minibatches;
-        if self.algo == Algo::Ppo && (mb == 0 || self.batch_size() % mb != 0) {
-            bail!(
-                "ppo.num_minibatches ({mb}) must divide num_envs·num_steps ({})",
-                self.batch_size()
-            );
-        }
-        for (name, h) in [
-            ("actor_hidden", &self.actor_hidden),
-            ("critic_hidden", &self.critic_hidden),
-        ] {
-            if h.is_empty() || h.len() > 3 || h.iter().any(|&w| w == 0 || w > 256) {
-                bail!("{name} must have 1–3 layers of width 1–256 (the device limit), got {h:?}");
-            }
-        }
-        Ok(())
+        Checks::new()
+            .count("total_timesteps", self.total_timesteps, 1, 1 << 40)
+            .positive("learning_rate", self.learning_rate)
+            .count("num_envs", self.num_envs as u64, 1, MAX_ENVS as u64)
+            .count("num_steps", self.num_steps as u64, 1, MAX_BATCH as u64)
+            .rule(
+                self.batch_size() <= MAX_BATCH,
+                "num_envs·num_steps",
+                self.num_envs.saturating_mul(self.num_steps),
+                &format!("at most {MAX_BATCH} steps per rollout"),
+            )
+            .within("gamma", self.gamma, 0.0, 1.0)
+            .within("gae_lambda", self.gae_lambda, 0.0, 1.0)
+            .count("n_step", self.n_step as u64, 1, 1 << 20)
+            .non_negative("ent_coef", self.ent_coef)
+            .non_negative("vf_coef", self.vf_coef)
+            .positive("max_grad_norm", self.max_grad_norm)
+            .rule(hidden(&self.actor_hidden), "actor_hidden", format!("{:?}", self.actor_hidden), "1–3 layers of width 1–256 (the device limit)")
+            .rule(hidden(&self.critic_hidden), "critic_hidden", format!("{:?}", self.critic_hidden), "1–3 layers of width 1–256")
+            .within("init_log_std", self.init_log_std, LOG_STD_MIN, LOG_STD_MAX)
+            // The blob stores the clip (≤ the format's value limit).
+            .positive_at_most("obs_clip", self.obs_clip, MAX_ABS_VALUE)
+            .positive("reward_clip", self.reward_clip)
+            .positive("adam_eps", self.adam_eps)
+            .count("eval_episodes", self.eval_episodes as u64, 1, 1 << 20)
+            .count("threads", self.threads as u64, 1, 2)
+            .count("ppo.num_minibatches", mb as u64, 1, MAX_BATCH as u64)
+            .rule(
+                self.algo != Algo::Ppo || (mb > 0 && self.batch_size() % mb == 0),
+                "ppo.num_minibatches",
+                mb,
+                &format!("a divisor of num_envs·num_steps ({})", self.batch_size()),
+            )
+            .count("ppo.update_epochs", self.ppo.update_epochs as u64, 1, 1 << 16)
+            .positive("ppo.clip_coef", self.ppo.clip_coef)
+            .non_negative("ppo.target_kl", self.ppo.target_kl)
+            .rule(
+                !(self.algo == Algo::Reinforce
+                    && self.reinforce.baseline == Baseline::Optimal
+                    && self.reinforce.pg_return != ReturnKind::Full),
+                "reinforce.baseline",
+                "\"optimal\"",
+                "reinforce.pg_return = \"full\" with it (the notes' constant is for the full return)",
+            )
+            .finish()
     }
 }
+
+/// Most parallel environments of a run.
+pub const MAX_ENVS: usize = 1024;
+/// Most steps of one rollout (`num_envs·num_steps`).
+pub const MAX_BATCH: usize = 1 << 22;

@@ -85,6 +85,44 @@ pub struct FinetuneConfig {
     pub mu_tolerance: f32,
 }
 
+impl FinetuneConfig {
+    /// Checks every value (named by its `tinyppo finetune` flag) before
+    /// anything is read or written; the overrides of the run's
+    /// hyperparameters by the same rules as `train`'s.
+    pub fn validate(&self) -> Result<()> {
+        let mut c = crate::validate::Checks::new();
+        c.count("--iterations", self.iterations as u64, 1, 1 << 20)
+            .positive("--rho-bar", self.rho_bar)
+            .positive("--c-bar", self.c_bar)
+            .positive("--w-bar", self.w_bar)
+            .positive("--learning-rate", self.learning_rate)
+            .count("--mix-onpolicy", u64::from(self.mix_onpolicy), 0, 1 << 16)
+            .non_negative("mu_tolerance", self.mu_tolerance);
+        if let Some(g) = self.gamma {
+            c.within("--gamma", g, 0.0, 1.0);
+        }
+        if let Some(l) = self.gae_lambda {
+            c.within("--lambda", l, 0.0, 1.0);
+        }
+        if let Some(v) = self.clip_coef {
+            c.positive("--clip-coef", v);
+        }
+        if let Some(v) = self.update_epochs {
+            c.count("--epochs", v as u64, 1, 1 << 16);
+        }
+        if let Some(v) = self.num_minibatches {
+            c.count("--minibatches", v as u64, 1, 1 << 22);
+        }
+        if let Some(v) = self.ent_coef {
+            c.non_negative("--ent-coef", v);
+        }
+        if let Some(v) = self.target_kl {
+            c.non_negative("--target-kl", v);
+        }
+        c.finish()
+    }
+}
+
 impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
@@ -414,6 +452,7 @@ pub fn finetune(
     fc: &FinetuneConfig,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<FinetuneOutcome> {
+    fc.validate()?;
     let out_lock = out_dir.unwrap_or(ckpt_dir);
     let _lock = crate::run::RunLock::acquire(out_lock)?;
     let mut state = checkpoint::load(ckpt_dir)?;
@@ -467,16 +506,6 @@ pub fn finetune(
     let minibatches = fc.num_minibatches.unwrap_or(cfg.ppo.num_minibatches).max(1);
     let target_kl = fc.target_kl.unwrap_or(cfg.ppo.target_kl);
     let lr = fc.learning_rate;
-    for (name, v) in [
-        ("learning rate", lr),
-        ("w̄", fc.w_bar),
-        ("ρ̄", fc.rho_bar),
-        ("c̄", fc.c_bar),
-    ] {
-        if v.is_nan() || v <= 0.0 {
-            bail!("{name} must be positive, got {v}");
-        }
-    }
     let mut rng = seeded(fc.seed.unwrap_or(cfg.seed));
     let parent_version = current;
     let mut ws = Workspace::new(cfg.threads > 1);

@@ -103,3 +103,4 @@ pub mod report;
 pub mod run;
 pub mod stats;
 pub mod study;
+pub mod validate;
