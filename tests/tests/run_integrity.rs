@@ -404,3 +404,235 @@ fn finetune_without_the_parent_blob_fails_first_naming_it() {
         "--quiet",
     ]);
 }
+
+/// Every file of a directory, name → bytes (the lock file aside).
+fn files(d: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != ".tinyppo.lock")
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for (name, bytes) in files(src) {
+        std::fs::write(dst.join(name), bytes).unwrap();
+    }
+}
+
+/// The invariants a run directory must have after any crash and the
+/// repair the next command runs: it loads, every blob the index lists is
+/// there with its id, no blob is unlisted, and the deployed `policy.bin`
+/// is the newest int8 version.
+fn assert_consistent(dir: &Path, what: &str) {
+    let rep = tinyppo_trainer::publish::repair(dir).unwrap();
+    let idx = tinyppo_trainer::export::PolicyIndex::load(dir)
+        .unwrap()
+        .unwrap();
+    checkpoint::load(dir).unwrap_or_else(|e| panic!("{what}: checkpoint: {e:#}"));
+    let listed: Vec<&str> = idx.policies.iter().map(|r| r.file.as_str()).collect();
+    for r in &idx.policies {
+        let b = read(dir, &r.file);
+        let id = tinyppo_trainer::export::policy_id(&b).unwrap();
+        assert_eq!(format!("{id:08x}"), r.id, "{what}: {}", r.file);
+    }
+    for name in files(dir).keys() {
+        let blob = name.starts_with("policy-") && name.len() == "policy-00000000.bin".len();
+        assert!(
+            !blob || listed.contains(&name.as_str()),
+            "{what}: {name} unlisted"
+        );
+        assert!(
+            !name.contains(".staged") && !name.starts_with(".tinyppo-tmp"),
+            "{what}: {name} left"
+        );
+    }
+    assert_eq!(
+        read(dir, "policy.bin"),
+        read(dir, &idx.latest_int8().unwrap().file),
+        "{what}: policy.bin is not the newest version ({rep:?})"
+    );
+}
+
+/// Regression (issue 15, item 4): publishing wrote checkpoint → policy.bin
+/// → policy-f32.bin → policy-<id>.bin → policies.json → metrics.csv, so a
+/// crash between them left a deployed policy the index did not list (and
+/// every log from it was then dropped as "unknown policy"). Now the index
+/// is the commit point: a crash at every write and rename of a fine-tune's
+/// and a training run's publication leaves a directory that, after the
+/// next command's repair, loads, lists every blob it holds, deploys its
+/// newest version, and fine-tunes or resumes again.
+#[test]
+fn a_crash_at_any_write_of_a_publication_leaves_a_consistent_run() {
+    use tinyppo_trainer::finetune::{finetune, FinetuneConfig};
+    use tinyppo_trainer::publish::crash_at;
+    let reg = Registry::builtin();
+    let tmp = TempDir::new("publish-crash");
+    let base = tmp.path().join("base");
+    let small = [
+        "num_envs=2",
+        "num_steps=64",
+        "actor_hidden=[8]",
+        "critic_hidden=[8]",
+        "total_timesteps=256",
+    ];
+    run::train(
+        &reg,
+        cfg(&reg, "pendulum", &small),
+        &base,
+        &opts(None),
+        &mut |_| {},
+    )
+    .unwrap();
+    let log = tmp.path().join("log.bin");
+    let blob = read(&base, "policy.bin");
+    let (bytes, _) = reg
+        .get("pendulum")
+        .unwrap()
+        .simulate_blob(
+            &blob,
+            &tinyppo_runtime::sim::RunConfig {
+                episodes: 2,
+                seed: 3,
+                deterministic: false,
+            },
+        )
+        .unwrap();
+    std::fs::write(&log, bytes).unwrap();
+    let fc = FinetuneConfig {
+        iterations: 1,
+        ..FinetuneConfig::default()
+    };
+
+    // A fine-tune: 2 blobs, 3 staged files, the index, 3 renames, 2 copies.
+    let mut crashed = 0;
+    for k in 1.. {
+        let dir = tmp.path().join(format!("ft-{k}"));
+        copy_dir(&base, &dir);
+        crash_at(k);
+        let r = finetune(
+            &reg,
+            &dir,
+            None,
+            std::slice::from_ref(&log),
+            &fc,
+            &mut |_| {},
+        );
+        crash_at(0);
+        let Err(e) = r else {
+            // Past the last crash point: the publication went through.
+            assert_consistent(&dir, "no crash");
+            break;
+        };
+        assert!(e.to_string().contains("simulated crash"), "{e:#}");
+        crashed += 1;
+        let what = format!("fine-tune crashed at point {k}");
+        assert_consistent(&dir, &what);
+        let idx = tinyppo_trainer::export::PolicyIndex::load(&dir)
+            .unwrap()
+            .unwrap();
+        // The checkpoint is the committed version's: the base run's before
+        // the commit, the fine-tuned one after it.
+        let committed = idx.latest_version() == 2;
+        assert_eq!(
+            read(&dir, "checkpoint.bin") != read(&base, "checkpoint.bin"),
+            committed,
+            "{what}"
+        );
+        // And the next fine-tune works from there.
+        let o = finetune(
+            &reg,
+            &dir,
+            None,
+            std::slice::from_ref(&log),
+            &fc,
+            &mut |_| {},
+        )
+        .unwrap_or_else(|e| panic!("{what}: the next fine-tune: {e:#}"));
+        assert_eq!(o.version, idx.latest_version() + 1, "{what}");
+        assert_consistent(&dir, &what);
+    }
+    assert!(crashed >= 10, "{crashed} crash points");
+
+    // A training run's final export: 2 blobs, the index, 2 copies.
+    let mut crashed = 0;
+    for k in 1.. {
+        let dir = tmp.path().join(format!("train-{k}"));
+        crash_at(k);
+        let r = run::train(
+            &reg,
+            cfg(&reg, "pendulum", &small),
+            &dir,
+            &opts(None),
+            &mut |_| {},
+        );
+        crash_at(0);
+        if r.is_ok() {
+            assert_consistent(&dir, "no crash");
+            break;
+        }
+        crashed += 1;
+        let what = format!("train crashed at point {k}");
+        // Before the commit there is no index yet: resume publishes it.
+        if tinyppo_trainer::export::PolicyIndex::load(&dir)
+            .unwrap()
+            .is_some()
+        {
+            assert_consistent(&dir, &what);
+        }
+        run::resume(&reg, &dir, None, &opts(None), &mut |_| {})
+            .unwrap_or_else(|e| panic!("{what}: resume: {e:#}"));
+        assert_consistent(&dir, &what);
+        assert_eq!(
+            read(&dir, "policy.bin"),
+            read(&base, "policy.bin"),
+            "{what}: same run, same policy"
+        );
+    }
+    assert!(crashed >= 5, "{crashed} crash points");
+}
+
+/// Regression (issue 15, item 12): a 249-character `--out` file name failed
+/// on the hidden temporary file (its name was the target's plus a suffix,
+/// over the 255-byte limit); temporary files of killed runs were never
+/// removed. Now the temporary name is short, and the next command on a run
+/// removes stale ones.
+#[test]
+fn long_names_work_and_stale_temporary_files_are_removed() {
+    use crate::cli::{ok, s, train_tiny};
+    let tmp = TempDir::new("long-names");
+    let dir = tmp.path().join("run");
+    assert!(train_tiny(&dir, 256, &[]).status.success());
+    let long = tmp.path().join(format!("{}.bin", "p".repeat(245)));
+    assert_eq!(long.file_name().unwrap().len(), 249);
+    ok(&["export", "--checkpoint", s(&dir), "--out", s(&long)]);
+    assert!(tinyppo_runtime::Blob::parse(&std::fs::read(&long).unwrap()).is_ok());
+    // What a killed process leaves: this version's and older versions' names.
+    for stale in [
+        ".tinyppo-tmp-999999-0",
+        ".policy.bin.tmp-999999",
+        ".checkpoint.bin.tmp-12",
+    ] {
+        std::fs::write(dir.join(stale), b"half").unwrap();
+    }
+    ok(&[
+        "train",
+        "--resume",
+        s(&dir),
+        "--total-steps",
+        "512",
+        "--quiet",
+    ]);
+    let left: Vec<String> = files(&dir)
+        .into_keys()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

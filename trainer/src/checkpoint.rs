@@ -23,28 +23,55 @@ const MAGIC: &[u8; 4] = b"TPCK";
 /// groups (issue 10); the episodes in flight (bit-identical resume).
 const VERSION: u16 = 3;
 
-/// Writes `bytes` to `path` atomically (temp file + fsync + rename).
+/// Prefix of the temporary files of [`write_atomic`].
+pub const TEMP_PREFIX: &str = ".tinyppo-tmp-";
+
+/// A temporary file of [`write_atomic`] (this version's, or the
+/// `.<name>.tmp-<pid>` of earlier ones): left only by a killed process.
+pub fn is_temp_file(name: &str) -> bool {
+    if name.starts_with(TEMP_PREFIX) {
+        return true;
+    }
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory (a short name, `.tinyppo-tmp-<pid>-<n>`, so a long target
+/// name never makes it too long), synced, then renamed over the target, so
+/// a crash never leaves a half-written file. A killed process can leave
+/// the temporary file; `publish::repair` removes them from run directories.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
+    if path.file_name().is_none() {
+        bail!("{}: not a file name", path.display());
+    }
+    let tmp = dir.join(format!(
+        "{TEMP_PREFIX}{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
         let mut f =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
         f.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    result
 }
 
 /// Serializes a state into checkpoint bytes.

@@ -298,30 +298,27 @@ impl PolicyIndex {
             .find(|r| r.version == v && r.quant == "int8")
     }
 
-    /// Registers one export (its blobs, e.g. int8 and f32) as the next
-    /// version: writes each blob to `dir/policy-<id>.bin` and the index.
-    /// If every blob is already the newest version (a `train --resume`
-    /// that ran no update), nothing changes. Returns the version.
-    pub fn register(
+    /// Adds one export (its blobs, e.g. int8 and f32) as the next version,
+    /// in memory; returns the version and whether it is new. If every blob
+    /// is already the newest version (a `train --resume` that ran no
+    /// update), nothing changes. [`crate::publish::publish`] writes it.
+    pub fn add(
         &mut self,
-        dir: &Path,
         blobs: &[(&[u8], Quant)],
         origin: &str,
         update: u64,
         global_step: u64,
-    ) -> Result<u32> {
+    ) -> Result<(u32, bool)> {
         let latest = self.latest_version();
         let ids = blobs
             .iter()
             .map(|(b, _)| policy_id(b))
             .collect::<Result<Vec<_>>>()?;
         if latest > 0 && ids.iter().all(|&id| self.version_of(id) == Some(latest)) {
-            return Ok(latest);
+            return Ok((latest, false));
         }
         let version = latest + 1;
-        for ((blob, quant), id) in blobs.iter().zip(ids) {
-            let file = blob_file_name(id);
-            crate::checkpoint::write_atomic(&dir.join(&file), blob)?;
+        for ((_, quant), id) in blobs.iter().zip(ids) {
             self.policies.push(PolicyRecord {
                 version,
                 id: format!("{id:08x}"),
@@ -330,7 +327,7 @@ impl PolicyIndex {
                     Quant::F32 => "f32",
                 }
                 .into(),
-                file,
+                file: blob_file_name(id),
                 origin: origin.into(),
                 update,
                 global_step,
@@ -338,19 +335,6 @@ impl PolicyIndex {
             });
         }
         self.format = 1;
-        self.save(dir)?;
-        Ok(version)
+        Ok((version, true))
     }
-}
-
-/// Registers the blobs of an export of `state` in `dir`'s index (created
-/// if missing) and returns the new version (see [`PolicyIndex::register`]).
-pub fn register_export(
-    dir: &Path,
-    state: &TrainState,
-    blobs: &[(&[u8], Quant)],
-    origin: &str,
-) -> Result<u32> {
-    let mut idx = PolicyIndex::load(dir)?.unwrap_or_default();
-    idx.register(dir, blobs, origin, state.update, state.global_step)
 }

@@ -288,9 +288,9 @@ impl FinetuneMetrics {
     }
 }
 
-/// Appends rows to a `metrics.csv`, adding the columns it lacks (older
-/// rows get empty cells in them); the file is rewritten atomically.
-pub fn append_metrics(src: &Path, dst: &Path, rows: &[FinetuneMetrics]) -> Result<()> {
+/// The bytes of `src` (a `metrics.csv`, or none) with `rows` appended,
+/// adding the columns it lacks (older rows get empty cells in them).
+pub fn metrics_with(src: &Path, rows: &[FinetuneMetrics]) -> Result<Vec<u8>> {
     let (mut header, mut old): (Vec<String>, Vec<Vec<String>>) = (Vec::new(), Vec::new());
     if src.exists() {
         let mut r = csv::ReaderBuilder::new()
@@ -332,8 +332,7 @@ pub fn append_metrics(src: &Path, dst: &Path, rows: &[FinetuneMetrics]) -> Resul
             .collect();
         w.write_record(&rec)?;
     }
-    let bytes = w.into_inner().context("flushing metrics")?;
-    write_atomic(dst, &bytes)
+    w.into_inner().context("flushing metrics")
 }
 
 /// What a fine-tune produced.
@@ -455,6 +454,7 @@ pub fn finetune(
     fc.validate()?;
     let out_lock = out_dir.unwrap_or(ckpt_dir);
     let _lock = crate::run::RunLock::acquire(out_lock)?;
+    crate::run::report_repair(ckpt_dir, &crate::publish::repair(ckpt_dir)?);
     let mut state = checkpoint::load(ckpt_dir)?;
     let plant = registry
         .get(&state.cfg.env)
@@ -602,33 +602,32 @@ pub fn finetune(
             }
         }
     }
-    checkpoint::save(&out, &state)?;
     let int8 = export_blob(&state, &plant, Quant::Int8)?;
     let f32b = export_blob(&state, &plant, Quant::F32)?;
-    write_atomic(&out.join("policy.bin"), &int8)?;
-    write_atomic(&out.join("policy-f32.bin"), &f32b)?;
-    let version = idx.register(
-        &out,
-        &[(&int8, Quant::Int8), (&f32b, Quant::F32)],
-        "finetune",
-        state.update,
-        state.global_step,
-    )?;
-    append_metrics(
-        &ckpt_dir.join("metrics.csv"),
-        &out.join("metrics.csv"),
-        &rows,
-    )?;
+    let ckpt = checkpoint::to_bytes(&state)?;
+    let metrics = metrics_with(&ckpt_dir.join("metrics.csv"), &rows)?;
+    // The version this publishes (a fine-tune always changes the weights).
+    let next = idx.latest_version() + 1;
     let record = serde_json::json!({
-        "version": version,
+        "version": next,
         "parent": parent_version,
         "logs": logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "config": fc,
         "import": &report,
     });
-    write_atomic(
-        &out.join(format!("finetune-v{version}.json")),
-        serde_json::to_string_pretty(&record)?.as_bytes(),
+    let record = serde_json::to_string_pretty(&record)?;
+    let record_file = format!("finetune-v{next}.json");
+    let version = crate::publish::publish(
+        &out,
+        &mut idx,
+        &[(&int8, Quant::Int8), (&f32b, Quant::F32)],
+        &[
+            ("checkpoint.bin", &ckpt),
+            ("metrics.csv", &metrics),
+            (&record_file, record.as_bytes()),
+        ],
+        "finetune",
+        (state.update, state.global_step),
     )?;
     Ok(FinetuneOutcome {
         out_dir: out,

@@ -98,6 +98,7 @@ pub mod normalize;
 pub mod offpolicy;
 pub mod optim;
 pub mod pg;
+pub mod publish;
 pub mod registry;
 pub mod report;
 pub mod run;

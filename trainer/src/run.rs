@@ -40,7 +40,8 @@ use anyhow::{bail, Context, Result};
 use crate::algo::{Trainer, UpdateMetrics};
 use crate::checkpoint::{self, write_atomic};
 use crate::config::{Algo, TrainConfig};
-use crate::export::{export_blob, policy_id, register_export, Quant};
+use crate::export::{export_blob, policy_id, PolicyIndex, Quant};
+use crate::publish;
 use crate::registry::Registry;
 use crate::report;
 use crate::stats::mean_std;
@@ -178,6 +179,23 @@ impl RunLock {
     }
 }
 
+/// Says on stderr what [`publish::repair`] did, if anything.
+pub fn report_repair(dir: &Path, r: &publish::Repair) {
+    if !r.is_empty() {
+        eprintln!(
+            "repaired {} after an interrupted run: completed {:?}, removed {:?}{}",
+            dir.display(),
+            r.completed,
+            r.removed,
+            if r.redeployed {
+                ", policy.bin redeployed"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
 /// The run files `dir` holds.
 pub fn run_files(dir: &Path) -> Vec<&'static str> {
     RUN_FILES
@@ -257,6 +275,7 @@ pub fn resume(
         );
     }
     let _lock = RunLock::acquire(dir)?;
+    report_repair(dir, &publish::repair(dir)?);
     let mut state = checkpoint::load(dir)?;
     check_config_matches(dir, &state.cfg)?;
     if let Some(n) = total_steps {
@@ -386,14 +405,16 @@ fn run_loop(
     let plant = trainer.plant.clone();
     let int8 = export_blob(&trainer.state, &plant, Quant::Int8)?;
     let f32b = export_blob(&trainer.state, &plant, Quant::F32)?;
-    write_atomic(&dir.join("policy.bin"), &int8)?;
-    write_atomic(&dir.join("policy-f32.bin"), &f32b)?;
-    // The run's policy history: devices name the acting policy by id only.
-    let version = register_export(
+    // The run's policy history (devices name the acting policy by id
+    // only), then the deployed copies: one transaction (crate::publish).
+    let mut idx = PolicyIndex::load(dir)?.unwrap_or_default();
+    let version = publish::publish(
         dir,
-        &trainer.state,
+        &mut idx,
         &[(&int8, Quant::Int8), (&f32b, Quant::F32)],
+        &[],
         "train",
+        (trainer.state.update, trainer.state.global_step),
     )?;
     report::learning_curve(
         &dir.join("learning-curve.png"),
