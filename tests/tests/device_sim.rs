@@ -116,7 +116,7 @@ fn replay<P: Plant<O, 1> + Default, const O: usize>(blob: &[u8], log: &DecodedLo
         for t in 0.. {
             let rec = it.next().expect("a transition per step");
             assert_eq!((rec.episode, rec.t), (ep, t));
-            assert_eq!(rec.obs, obs.to_vec(), "episode {ep} t {t}");
+            assert_eq!(rec.obs(), obs.as_slice(), "episode {ep} t {t}");
             let (action, applied, log_prob) = if c.deterministic {
                 let mu = policy.mean(&obs).unwrap();
                 (
@@ -128,7 +128,7 @@ fn replay<P: Plant<O, 1> + Default, const O: usize>(blob: &[u8], log: &DecodedLo
                 let s = policy.act(&obs, &mut rng).unwrap();
                 (s.action, s.applied, s.log_prob)
             };
-            assert_eq!(rec.action, action.to_vec());
+            assert_eq!(rec.action(), action.as_slice());
             assert_eq!(rec.log_prob.to_bits(), log_prob.to_bits());
             // The behaviour log-prob is the policy's density of the action.
             assert_eq!(

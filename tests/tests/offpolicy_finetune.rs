@@ -109,11 +109,11 @@ fn offpolicy_import_splits_fragments_at_drop_gaps() {
     assert!(ds.ends[48] && !ds.terminated[48]);
     assert_eq!(
         ds.next_obs[48 * 3..49 * 3],
-        norm(&state, &log.transitions[49].obs)[..]
+        norm(&state, log.transitions[49].obs())[..]
     );
     assert_eq!(
         ds.obs[49 * 3..50 * 3],
-        norm(&state, &log.transitions[50].obs)[..]
+        norm(&state, log.transitions[50].obs())[..]
     );
 }
 
@@ -433,4 +433,148 @@ fn offpolicy_finetune_bootstraps_the_index_and_mixes_onpolicy_episodes() {
     assert_eq!((r1.version, r1.origin.as_str()), (1, "bootstrap"));
     assert_eq!(std::fs::read(dir.join(&r1.file)).unwrap(), v1);
     assert_eq!(idx.latest_version(), 2);
+}
+
+/// Regression (issue 15, item 7): the same log given twice (`--logs a.bin
+/// a.bin`, or a copy) was counted twice, silently. Identical streams are
+/// now found by content and used once, and the report says so.
+#[test]
+fn offpolicy_the_same_stream_twice_is_used_once() {
+    let (state, blob, log) = setup(false);
+    let id = policy_id(&blob).unwrap();
+    let (v, b) = maps(id, 1, &blob);
+    let fc = FinetuneConfig::default();
+    let ctx = ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 1, &fc);
+    let (once, _) = import_log(&log, &ctx).unwrap();
+    let mut twice = log.clone();
+    twice.append(log.clone());
+    let (ds, rep) = import_log(&twice, &ctx).unwrap();
+    assert_eq!(
+        (rep.duplicate_streams, rep.duplicate_stream_records),
+        (1, 600)
+    );
+    assert_eq!(ds.len(), once.len());
+    assert_eq!(ds.obs, once.obs);
+    // Two different logs are both used.
+    let (_, _, other) = {
+        let (s, bl, _) = setup(false);
+        let (bytes, _) = plant("pendulum")
+            .simulate_blob(
+                &bl,
+                &RunConfig {
+                    episodes: 3,
+                    seed: 6,
+                    deterministic: false,
+                },
+            )
+            .unwrap();
+        (s, bl, decode_stream(&bytes))
+    };
+    let mut two = log.clone();
+    two.append(other);
+    let (ds, rep) = import_log(&two, &ctx).unwrap();
+    assert_eq!(rep.duplicate_streams, 0);
+    assert_eq!(ds.len(), 1200);
+}
+
+/// Regression (issue 15, item 10): one record with a valid CRC and an
+/// action of 1e30 made `finetune` fail with "policy loss is NaN". Records
+/// with impossible values are dropped and counted; the rest trains.
+#[test]
+fn offpolicy_absurd_records_are_dropped_and_counted() {
+    let (state, blob, mut log) = setup(false);
+    let id = policy_id(&blob).unwrap();
+    let (v, b) = maps(id, 1, &blob);
+    let fc = FinetuneConfig::default();
+    log.transitions[17].action_mut()[0] = 1e30;
+    log.transitions[300].obs_mut()[1] = -3e20;
+    log.transitions[450].reward = 1e25;
+    log.transitions[451].log_prob = -1e9;
+    let ctx = ImportCtx::of_state(&plant("pendulum"), &state, &v, &b, 1, &fc);
+    let (ds, rep) = import_log(&log, &ctx).unwrap();
+    assert_eq!(rep.absurd, 4);
+    assert!(ds.actions.iter().all(|a| a.abs() < 1e6));
+    assert!(ds.rewards.iter().all(|r| r.is_finite()));
+    // And the fine-tune of that log runs to the end.
+    let tmp = TempDir::new("absurd");
+    let dir = tmp.path().join("run");
+    let reg = Registry::builtin();
+    let cfg = tiny_config(21);
+    tinyppo_trainer::run::train(
+        &reg,
+        cfg,
+        &dir,
+        &tinyppo_trainer::run::RunOptions {
+            final_eval: false,
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let blob = std::fs::read(dir.join("policy.bin")).unwrap();
+    let (bytes, _) = plant("pendulum")
+        .simulate_blob(
+            &blob,
+            &RunConfig {
+                episodes: 2,
+                seed: 1,
+                deterministic: false,
+            },
+        )
+        .unwrap();
+    let mut bad = bytes.clone();
+    // Damage one transition frame's action in place and re-frame it with a
+    // valid CRC: decode, edit, re-encode the stream.
+    let mut log = decode_stream(&bad);
+    log.transitions[5].action_mut()[0] = 1e30;
+    bad = reencode(&log, &bytes);
+    let path = tmp.path().join("bad.bin");
+    std::fs::write(&path, &bad).unwrap();
+    let fc = FinetuneConfig {
+        iterations: 1,
+        ..FinetuneConfig::default()
+    };
+    let o = tinyppo_trainer::finetune::finetune(&reg, &dir, None, &[path], &fc, &mut |_| {})
+        .expect("an absurd record is dropped, not a NaN loss");
+    assert_eq!(o.report.absurd, 1);
+}
+
+/// The stream `original` with its transition frames replaced by `log`'s
+/// (valid CRCs): a device that sent an absurd value with a good checksum.
+fn reencode(log: &DecodedLog, original: &[u8]) -> Vec<u8> {
+    use tinyppo_runtime::log::{decode_frame, encode_transition, Frame, Record, MAX_FRAME_LEN};
+    let mut out = Vec::new();
+    let mut k = 0;
+    let mut dims = None;
+    for f in original.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let mut work = f.to_vec();
+        match decode_frame(&mut work, dims).unwrap() {
+            Frame::Header(h) => {
+                dims = Some(h.dims());
+                out.extend_from_slice(f);
+            }
+            Frame::Transition(_) => {
+                let t = &log.transitions[k];
+                k += 1;
+                let rec = Record::<3, 1> {
+                    seq: t.seq,
+                    episode: t.episode,
+                    t: t.t,
+                    obs: t.obs().try_into().unwrap(),
+                    action: t.action().try_into().unwrap(),
+                    reward: t.reward,
+                    terminated: t.terminated,
+                    truncated: t.truncated,
+                    log_prob: t.log_prob,
+                    policy_id: t.policy_id,
+                };
+                let mut buf = [0u8; MAX_FRAME_LEN];
+                let n = encode_transition(&rec, &mut buf).unwrap();
+                out.extend_from_slice(&buf[..n - 1]);
+            }
+            _ => out.extend_from_slice(f),
+        }
+        out.push(0);
+    }
+    out
 }

@@ -1,5 +1,6 @@
 //! Integration tests, one module per area (one test binary, as ripgrep does).
 
+mod alloc_count;
 mod util;
 
 mod golden_compat;

@@ -895,14 +895,18 @@ fn print_import(r: &ImportReport, max_lag: u32) {
     );
     outln!(
         "dropped: {} older than --max-lag {max_lag}, {} of unknown policies{}, {} deterministic, \
-         {} of another plant, {} non-finite, {} duplicate, {} without successor",
+         {} of another plant, {} non-finite, {} absurd, {} duplicate, {} in {} repeated streams, \
+         {} without successor",
         r.dropped_lag,
         r.unknown_records(),
         if r.unknown_kept { " (kept)" } else { "" },
         r.deterministic,
         r.wrong_stream,
         r.nonfinite,
+        r.absurd,
         r.duplicates,
+        r.duplicate_stream_records,
+        r.duplicate_streams,
         r.no_successor
     );
     for (id, n) in &r.unknown {

@@ -479,6 +479,9 @@ pub fn finetune(
     let log = decode_files(logs)?;
     let ctx = ImportCtx::of_state(&plant, &state, &versions, &blobs, current, fc);
     let (logs_ds, report) = import_log(&log, &ctx)?;
+    // The decoded records are in the dataset now: free them before the
+    // updates (memory grows with the steps kept, not with the logs).
+    drop(log);
     progress(Progress::Imported(&report));
     if logs_ds.len() < 2 && fc.mix_onpolicy == 0 {
         bail!(
@@ -513,7 +516,9 @@ pub fn finetune(
 
     for it in 1..=fc.iterations {
         let t0 = std::time::Instant::now();
-        let mut data = logs_ds.clone();
+        // The logged steps, plus fresh on-policy ones when mixing (only
+        // then is the dataset copied).
+        let mut mixed = None;
         let mut onpolicy_return = f64::NAN;
         let mut onpolicy_samples = 0;
         if fc.mix_onpolicy > 0 {
@@ -535,15 +540,18 @@ pub fn finetune(
             onpolicy_return = st.mean_return as f64;
             onpolicy_samples = fresh.len();
             state.global_step += st.transitions as u64;
+            let mut data = logs_ds.clone();
             data.extend(&fresh);
+            mixed = Some(data);
         }
+        let data = mixed.as_ref().unwrap_or(&logs_ds);
         let n = data.len();
         if n < 2 {
             bail!("fine-tune iteration {it}: fewer than 2 usable steps");
         }
         let row = update(
             &mut state,
-            &data,
+            data,
             fc,
             &coefs,
             (gamma, lambda, lr, epochs, minibatches, target_kl),

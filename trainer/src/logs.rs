@@ -90,10 +90,11 @@ pub struct Transition {
     pub episode: u32,
     /// Step within the episode.
     pub t: u32,
-    /// Observation `o_t` (raw).
-    pub obs: Vec<f32>,
-    /// Unclipped action `u_t`.
-    pub action: Vec<f32>,
+    /// Observation `o_t` (raw), then the unclipped action `u_t`, in one
+    /// allocation (a decoded log holds millions of these).
+    values: Box<[f32]>,
+    /// `obs_dim`: where the action starts in `values`.
+    obs_len: u16,
     /// Reward `r_t`.
     pub reward: f32,
     /// Terminal state reached.
@@ -104,6 +105,52 @@ pub struct Transition {
     pub log_prob: f32,
     /// Policy that acted.
     pub policy_id: u32,
+}
+
+impl Transition {
+    /// A transition with these fields (for tests and other readers).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        (stream, seq, episode, t): (usize, u32, u32, u32),
+        obs: &[f32],
+        action: &[f32],
+        reward: f32,
+        (terminated, truncated): (bool, bool),
+        log_prob: f32,
+        policy_id: u32,
+    ) -> Self {
+        Transition {
+            stream,
+            seq,
+            episode,
+            t,
+            values: obs.iter().chain(action).copied().collect(),
+            obs_len: u16::try_from(obs.len()).unwrap_or(u16::MAX),
+            reward,
+            terminated,
+            truncated,
+            log_prob,
+            policy_id,
+        }
+    }
+    /// Observation `o_t` (raw).
+    pub fn obs(&self) -> &[f32] {
+        &self.values[..usize::from(self.obs_len).min(self.values.len())]
+    }
+    /// Unclipped action `u_t`.
+    pub fn action(&self) -> &[f32] {
+        &self.values[usize::from(self.obs_len).min(self.values.len())..]
+    }
+    /// Mutable observation (tests that damage records).
+    pub fn obs_mut(&mut self) -> &mut [f32] {
+        let n = usize::from(self.obs_len).min(self.values.len());
+        &mut self.values[..n]
+    }
+    /// Mutable action.
+    pub fn action_mut(&mut self) -> &mut [f32] {
+        let n = usize::from(self.obs_len).min(self.values.len());
+        &mut self.values[n..]
+    }
 }
 
 /// The final observation of an episode.
@@ -349,8 +396,8 @@ impl LogReader {
                 seq: r.seq,
                 episode: r.episode,
                 t: r.t,
-                obs: r.obs.iter().collect(),
-                action: r.action.iter().collect(),
+                values: r.obs.iter().chain(r.action.iter()).collect(),
+                obs_len: u16::try_from(r.obs.len()).unwrap_or(u16::MAX),
                 reward: r.reward,
                 terminated: r.terminated,
                 truncated: r.truncated,
@@ -380,13 +427,27 @@ pub fn decode_stream(bytes: &[u8]) -> DecodedLog {
     r.finish()
 }
 
-/// Decodes each file as its own stream and merges the results.
+/// Decodes each file as its own stream and merges the results. Files are
+/// read in 64 KiB chunks (a capture of any size is never held whole).
 pub fn decode_files(paths: &[impl AsRef<Path>]) -> Result<DecodedLog> {
+    use std::io::Read as _;
     let mut all = DecodedLog::default();
     for p in paths {
         let p = p.as_ref();
-        let bytes = std::fs::read(p).with_context(|| format!("reading log {}", p.display()))?;
-        all.append(decode_stream(&bytes));
+        let mut f =
+            std::fs::File::open(p).with_context(|| format!("reading log {}", p.display()))?;
+        let mut r = LogReader::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading log {}", p.display())),
+            };
+            r.push(&buf[..n]);
+        }
+        all.append(r.finish());
     }
     Ok(all)
 }

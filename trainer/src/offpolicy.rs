@@ -241,25 +241,50 @@ pub fn log_probs_and_values(
     values: Option<&mut [f32]>,
 ) {
     let mut cache = Cache::default();
-    let mu = model.actor.forward(model.actor_params(), obs, &mut cache);
     let log_std = model.log_std();
-    for (i, lp) in logp.iter_mut().enumerate() {
-        let u = actions.row(i);
-        let m = mu.row(i);
-        *lp = crate::model::gaussian_log_prob(
-            u.as_slice().expect("contiguous row"),
-            m.as_slice().expect("contiguous row"),
-            log_std,
+    let n = obs.nrows();
+    // In chunks: the forward caches hold every layer's activations of the
+    // batch, so a whole imported log at once would take gigabytes.
+    for start in (0..n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(n);
+        let mu = model.actor.forward(
+            model.actor_params(),
+            obs.slice(ndarray::s![start..end, ..]),
+            &mut cache,
         );
+        for (k, lp) in logp[start..end].iter_mut().enumerate() {
+            let u = actions.row(start + k);
+            let m = mu.row(k);
+            *lp = crate::model::gaussian_log_prob(
+                u.as_slice().expect("contiguous row"),
+                m.as_slice().expect("contiguous row"),
+                log_std,
+            );
+        }
     }
     if let Some(values) = values {
         values_of(model, obs, values);
     }
 }
 
+/// Rows per forward pass of [`log_probs_and_values`] and [`values_of`]
+/// (their results do not depend on it: each row's pass is its own).
+const CHUNK: usize = 4096;
+
 /// `V(x_i)` of every row of a batch.
 pub fn values_of(model: &ActorCritic, obs: ArrayView2<f32>, out: &mut [f32]) {
     let mut cache = Cache::default();
-    let v = model.critic.forward(model.critic_params(), obs, &mut cache);
-    out.iter_mut().zip(v.column(0)).for_each(|(o, &v)| *o = v);
+    let n = obs.nrows();
+    for start in (0..n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(n);
+        let v = model.critic.forward(
+            model.critic_params(),
+            obs.slice(ndarray::s![start..end, ..]),
+            &mut cache,
+        );
+        out[start..end]
+            .iter_mut()
+            .zip(v.column(0))
+            .for_each(|(o, &v)| *o = v);
+    }
 }

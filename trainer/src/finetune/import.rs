@@ -125,6 +125,16 @@ pub struct ImportReport {
     pub wrong_stream: usize,
     /// Records with a non-finite field, dropped.
     pub nonfinite: usize,
+    /// Records with a finite but impossible field, dropped: an action
+    /// beyond ±1e6, an observation or reward beyond ±1e9, a log-density
+    /// outside ±1e4 (a device computes none of these; they would poison
+    /// the losses).
+    pub absurd: usize,
+    /// Streams that repeat an earlier stream record for record (the same
+    /// log given twice, or a copy of it), used once.
+    pub duplicate_streams: usize,
+    /// Their records, dropped.
+    pub duplicate_stream_records: usize,
     /// Records repeating an `(episode, t)` already seen, dropped.
     pub duplicates: usize,
     /// Fragment ends whose successor observation is unknown, dropped.
@@ -274,6 +284,17 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
         .collect();
     let deterministic: Vec<bool> = log.streams.iter().map(|h| h.deterministic).collect();
 
+    // Identical streams (a log given twice, or a copy): by content, each
+    // stream's header and every record, bit for bit.
+    let duplicate = duplicate_streams(log);
+    for (s, &dup) in duplicate.iter().enumerate() {
+        if dup {
+            rep.duplicate_streams += 1;
+            rep.duplicate_stream_records +=
+                log.transitions.iter().filter(|t| t.stream == s).count();
+        }
+    }
+
     // Every decoded transition by (stream, episode, t): successors of kept
     // steps may themselves be filtered out.
     let tr = &log.transitions;
@@ -289,9 +310,12 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
     let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
     let mut kept: Vec<(usize, Option<u32>)> = Vec::new();
     for (i, t) in tr.iter().enumerate() {
+        if duplicate.get(t.stream).copied().unwrap_or(false) {
+            continue;
+        }
         if !stream_ok.get(t.stream).copied().unwrap_or(false)
-            || t.obs.len() != ctx.obs_dim
-            || t.action.len() != ctx.act_dim
+            || t.obs().len() != ctx.obs_dim
+            || t.action().len() != ctx.act_dim
         {
             rep.wrong_stream += 1;
             continue;
@@ -300,9 +324,21 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
             rep.deterministic += 1;
             continue;
         }
-        if !(finite(&t.obs) && finite(&t.action) && t.reward.is_finite() && t.log_prob.is_finite())
+        if !(finite(t.obs())
+            && finite(t.action())
+            && t.reward.is_finite()
+            && t.log_prob.is_finite())
         {
             rep.nonfinite += 1;
+            continue;
+        }
+        let within = |v: &[f32], m: f32| v.iter().all(|x| x.abs() <= m);
+        if !(within(t.action(), 1e6)
+            && within(t.obs(), 1e9)
+            && t.reward.abs() <= 1e9
+            && t.log_prob.abs() <= 1e4)
+        {
+            rep.absurd += 1;
             continue;
         }
         let lag = match ctx.versions.get(&t.policy_id) {
@@ -336,25 +372,29 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
             rep.blob_missing += idx.len();
             continue;
         };
-        let items: Vec<(&[f32], &[f32])> = idx
-            .iter()
-            .map(|&i| (tr[i].obs.as_slice(), tr[i].action.as_slice()))
-            .collect();
-        let lps = ctx
-            .plant
-            .log_probs(blob, &items)
-            .with_context(|| format!("loading the blob of policy {id:08x}"))?;
-        for (&i, lp) in idx.iter().zip(lps) {
-            rep.compared += 1;
-            match lp {
-                Some(lp) => {
-                    let d = (lp - tr[i].log_prob).abs();
-                    rep.max_abs_diff = rep.max_abs_diff.max(d);
-                    if d > ctx.mu_tolerance {
-                        rep.mismatches += 1;
+        // In chunks: the pairs of a whole log at once would be a copy of
+        // its index.
+        for chunk in idx.chunks(1 << 16) {
+            let items: Vec<(&[f32], &[f32])> = chunk
+                .iter()
+                .map(|&i| (tr[i].obs(), tr[i].action()))
+                .collect();
+            let lps = ctx
+                .plant
+                .log_probs(blob, &items)
+                .with_context(|| format!("loading the blob of policy {id:08x}"))?;
+            for (&i, lp) in chunk.iter().zip(lps) {
+                rep.compared += 1;
+                match lp {
+                    Some(lp) => {
+                        let d = (lp - tr[i].log_prob).abs();
+                        rep.max_abs_diff = rep.max_abs_diff.max(d);
+                        if d > ctx.mu_tolerance {
+                            rep.mismatches += 1;
+                        }
                     }
+                    None => rep.mismatches += 1,
                 }
-                None => rep.mismatches += 1,
             }
         }
     }
@@ -391,6 +431,54 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
     Ok((ds, rep))
 }
 
+/// For each stream of `log`: it repeats an earlier stream exactly (header
+/// and every transition, bit for bit).
+fn duplicate_streams(log: &DecodedLog) -> Vec<bool> {
+    use std::hash::{Hash, Hasher};
+    let mut hashers: Vec<std::collections::hash_map::DefaultHasher> = log
+        .streams
+        .iter()
+        .map(|h| {
+            let mut s = std::collections::hash_map::DefaultHasher::new();
+            (
+                h.log_version,
+                h.policy_id,
+                h.plant,
+                h.obs_dim,
+                h.act_dim,
+                h.seed,
+                h.deterministic,
+            )
+                .hash(&mut s);
+            s
+        })
+        .collect();
+    let mut counts = vec![0usize; log.streams.len()];
+    for t in &log.transitions {
+        if let Some(h) = hashers.get_mut(t.stream) {
+            counts[t.stream] += 1;
+            (
+                t.seq,
+                t.episode,
+                t.t,
+                t.reward.to_bits(),
+                t.terminated,
+                t.truncated,
+            )
+                .hash(h);
+            (t.log_prob.to_bits(), t.policy_id).hash(h);
+            for v in t.obs().iter().chain(t.action()) {
+                v.to_bits().hash(h);
+            }
+        }
+    }
+    let keys: Vec<(u64, usize)> = hashers.iter().map(|h| h.finish()).zip(counts).collect();
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| k.1 > 0 && keys[..i].contains(k))
+        .collect()
+}
+
 /// The observation that follows transition `t`, if the log has it.
 fn successor<'l>(
     t: &Transition,
@@ -409,11 +497,11 @@ fn successor<'l>(
                 if tr[j].seq != t.seq.wrapping_add(1) {
                     return None;
                 }
-                &tr[j].obs
+                tr[j].obs()
             }
         }
     } else {
-        &tr[*at.get(&(t.stream, t.episode, next_t))?].obs
+        tr[*at.get(&(t.stream, t.episode, next_t))?].obs()
     };
     obs.iter().all(|x| x.is_finite()).then_some(obs)
 }
@@ -435,7 +523,7 @@ fn flush(
         };
         let t = &tr[l];
         if t.terminated {
-            break t.obs.clone();
+            break t.obs().to_vec();
         }
         match successor(t, tr, at, final_obs) {
             Some(o) => break o.to_vec(),
@@ -448,14 +536,14 @@ fn flush(
     let n = frag.len();
     for (k, &(i, lag)) in frag.iter().enumerate() {
         let t = &tr[i];
-        ds.obs.extend(ctx.norm(&t.obs));
+        ds.obs.extend(ctx.norm(t.obs()));
         let next = if k + 1 < n {
-            &tr[frag[k + 1].0].obs
+            tr[frag[k + 1].0].obs()
         } else {
             &last_next
         };
         ds.next_obs.extend(ctx.norm(next));
-        ds.actions.extend_from_slice(&t.action);
+        ds.actions.extend_from_slice(t.action());
         ds.rewards.push(ctx.reward(t.reward));
         ds.terminated.push(t.terminated);
         ds.ends.push(k + 1 == n);
