@@ -303,3 +303,23 @@ fn the_command_line_never_panics_on_bad_values() {
     assert!(!never.join("checkpoint.bin").exists());
     assert!(!log.exists(), "simulate --episodes 0 wrote nothing");
 }
+
+/// Regression (issue 15, item 12): a TOML value of the wrong type in
+/// `--config` gave a message without the file's name. Now the error names
+/// the file and the line, for a wrong type and for a value out of range.
+#[test]
+fn config_file_errors_name_the_file_and_the_line() {
+    let reg = Registry::builtin();
+    let plant = reg.get("pendulum").unwrap();
+    let tmp = TempDir::new("config-file");
+    let f = tmp.path().join("my.toml");
+    std::fs::write(&f, "# mine\nlearning_rate = \"fast\"\n").unwrap();
+    let e = format!("{:#}", config::resolve(plant, Some(&f), &[]).unwrap_err());
+    assert!(e.contains("my.toml") && e.contains("line 2"), "{e}");
+    std::fs::write(&f, "gamma = 0.9\n\n[ppo]\nclip_coef = -0.5\n").unwrap();
+    let e = format!("{:#}", config::resolve(plant, Some(&f), &[]).unwrap_err());
+    assert!(
+        e.contains("my.toml:4") && e.contains("ppo.clip_coef = -0.5"),
+        "{e}"
+    );
+}
