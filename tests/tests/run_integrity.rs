@@ -24,6 +24,20 @@ fn cfg(reg: &Registry, env: &str, sets: &[&str]) -> config::TrainConfig {
     config::resolve(reg.get(env).unwrap(), None, &sets).unwrap()
 }
 
+/// A run small enough to repeat in a test.
+const SMALL: [&str; 5] = [
+    "num_envs=2",
+    "num_steps=64",
+    "actor_hidden=[8]",
+    "critic_hidden=[8]",
+    "total_timesteps=256",
+];
+
+/// Trains [`SMALL`] on `env` into `dir` (checkpoint after every update).
+fn train_small(reg: &Registry, env: &str, dir: &Path) {
+    run::train(reg, cfg(reg, env, &SMALL), dir, &opts(None), &mut |_| {}).unwrap();
+}
+
 fn read(dir: &Path, f: &str) -> Vec<u8> {
     std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
 }
@@ -244,30 +258,9 @@ fn a_second_writer_of_a_run_is_refused() {
 fn resume_checks_the_checkpoint_and_records_the_new_total() {
     let reg = Registry::builtin();
     let tmp = TempDir::new("resume-checks");
-    let small = [
-        "num_envs=2",
-        "num_steps=64",
-        "actor_hidden=[8]",
-        "critic_hidden=[8]",
-        "total_timesteps=256",
-    ];
     let (p, c) = (tmp.path().join("p"), tmp.path().join("c"));
-    run::train(
-        &reg,
-        cfg(&reg, "pendulum", &small),
-        &p,
-        &opts(None),
-        &mut |_| {},
-    )
-    .unwrap();
-    run::train(
-        &reg,
-        cfg(&reg, "cartpole", &small),
-        &c,
-        &opts(None),
-        &mut |_| {},
-    )
-    .unwrap();
+    train_small(&reg, "pendulum", &p);
+    train_small(&reg, "cartpole", &c);
 
     let s = run::resume(&reg, &p, Some(512), &opts(None), &mut |_| {}).unwrap();
     assert_eq!(s.global_step, 512);
@@ -476,21 +469,7 @@ fn a_crash_at_any_write_of_a_publication_leaves_a_consistent_run() {
     let reg = Registry::builtin();
     let tmp = TempDir::new("publish-crash");
     let base = tmp.path().join("base");
-    let small = [
-        "num_envs=2",
-        "num_steps=64",
-        "actor_hidden=[8]",
-        "critic_hidden=[8]",
-        "total_timesteps=256",
-    ];
-    run::train(
-        &reg,
-        cfg(&reg, "pendulum", &small),
-        &base,
-        &opts(None),
-        &mut |_| {},
-    )
-    .unwrap();
+    train_small(&reg, "pendulum", &base);
     let log = tmp.path().join("log.bin");
     let blob = read(&base, "policy.bin");
     let (bytes, _) = reg
@@ -568,7 +547,7 @@ fn a_crash_at_any_write_of_a_publication_leaves_a_consistent_run() {
         crash_at(k);
         let r = run::train(
             &reg,
-            cfg(&reg, "pendulum", &small),
+            cfg(&reg, "pendulum", &SMALL),
             &dir,
             &opts(None),
             &mut |_| {},
