@@ -192,6 +192,9 @@ pub enum FormatError {
         /// Its tag.
         tag: u8,
     },
+    /// The realism record (optional tag `0x80`) is malformed or holds a
+    /// value out of range.
+    Realism(crate::realism::RealismError),
 }
 
 impl fmt::Display for FormatError {
@@ -259,6 +262,7 @@ impl fmt::Display for FormatError {
                 f,
                 "required extension {tag:#04x} is unknown to this runtime (a newer one is needed)"
             ),
+            Realism(e) => write!(f, "extension 0x80 (realism): {e}"),
         }
     }
 }

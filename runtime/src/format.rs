@@ -522,6 +522,11 @@ impl<'a> Blob<'a> {
                 if e.tag < OPTIONAL_EXTENSION_TAGS {
                     return Err(FormatError::UnknownExtension { tag: e.tag });
                 }
+                // Optional records this runtime knows are checked too.
+                if e.tag == crate::realism::TAG {
+                    crate::realism::parse_body(e.body, obs_dim, act_dim)
+                        .map_err(FormatError::Realism)?;
+                }
                 *slot = Some(Extension {
                     tag: e.tag,
                     body: e.body,
@@ -569,8 +574,17 @@ impl<'a> Blob<'a> {
         })
     }
 
-    /// The optional extension records this runtime skipped (tags
-    /// `0x80–0xFF`), in tag order.
+    /// The simulation realism the policy was trained with (the optional
+    /// record with tag [`realism::TAG`](crate::realism::TAG), checked by
+    /// [`Blob::parse`]), if the blob has one.
+    pub fn realism(&self) -> Option<crate::realism::RealismView<'a>> {
+        let e = self.extensions().find(|e| e.tag == crate::realism::TAG)?;
+        crate::realism::parse_body(e.body, self.obs_dim, self.act_dim).ok()
+    }
+
+    /// The optional extension records (tags `0x80–0xFF`), in tag order:
+    /// the ones this runtime knows (see [`Blob::realism`]) and the ones it
+    /// skipped.
     pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + '_ {
         self.extensions.iter().flatten().copied()
     }
@@ -721,7 +735,7 @@ impl core::error::Error for EncodeError {}
 
 /// Serializes a slice of f32 as a postcard byte string (varint length in
 /// bytes, then the LE bytes), the same wire form `&[u8]` decodes from.
-struct F32Bytes<'a>(&'a [f32]);
+pub(crate) struct F32Bytes<'a>(pub(crate) &'a [f32]);
 impl Serialize for F32Bytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len() * 4))?;

@@ -22,7 +22,8 @@
 //! - [`plants`]: the [`Plant`] trait (yours implements it too) and the
 //!   plant codes; with the feature `plants`, the built-in plants. [`sim`]:
 //!   a simulated plant in the driver, shared by the firmware under QEMU and
-//!   `tinyppo simulate`.
+//!   `tinyppo simulate`. [`realism`]: sensor noise, quantization and delay,
+//!   actuator delay, slew, lag and deadzone around any plant.
 //!
 //! All float math is plain IEEE f32 (`libm` and [`math`]) and the int8
 //! sums are exact integers (the device's assembly computes the same ones
@@ -66,6 +67,7 @@ pub mod log;
 pub mod math;
 pub mod plants;
 pub mod policy;
+pub mod realism;
 pub mod rng;
 pub mod sim;
 

@@ -4,6 +4,7 @@
 //! rejection class.
 
 use tinyppo_runtime::format::{self, Blob, MAX_ABS_VALUE, MAX_INT8_SCALE};
+use tinyppo_runtime::realism::{RealismError, RealismField, RealismSpec};
 use tinyppo_runtime::{
     Activation, BlobSpec, EncodeError, Encoding, Field, FormatError, LayerSpec, Policy, WeightsSpec,
 };
@@ -1078,7 +1079,7 @@ fn payload_cases() -> Vec<(&'static str, RawPayload, FormatError, &'static str)>
     case(
         "extension tags out of order",
         q.clone(),
-        &|r| tail(r).extensions = vec![(0x80, vec![1]), (0x7F, vec![])],
+        &|r| tail(r).extensions = vec![(0x81, vec![1]), (0x7F, vec![])],
         ExtensionOrder { tag: 0x7F },
         "0x7f",
     );
@@ -1099,11 +1100,92 @@ fn payload_cases() -> Vec<(&'static str, RawPayload, FormatError, &'static str)>
     case(
         "nine extension records",
         q.clone(),
-        &|r| tail(r).extensions = (0x80..0x89).map(|t| (t, vec![])).collect(),
+        &|r| tail(r).extensions = (0x81..0x8A).map(|t| (t, vec![])).collect(),
         TooManyExtensions { found: 9 },
         "9 extension",
     );
+    // The realism record (optional tag 0x80) is checked by a runtime that
+    // knows it: against the blob's dimensions (3 observations, 2 actions).
+    case(
+        "a malformed realism record",
+        q.clone(),
+        &|r| tail(r).extensions = vec![(0x80, vec![1])],
+        Realism(RealismError::Malformed),
+        "realism",
+    );
+    case(
+        "a realism record for other dimensions",
+        q.clone(),
+        &|r| tail(r).extensions = vec![(0x80, realism_body(&[0.1, 0.1], &[0.0, 0.0], 1))],
+        Realism(RealismError::Length {
+            field: RealismField::ObsNoise,
+            expected: 3,
+            found: 2,
+        }),
+        "obs_noise has 2 values",
+    );
+    case(
+        "a negative noise in the realism record",
+        q.clone(),
+        &|r| tail(r).extensions = vec![(0x80, realism_body(&[0.0, -0.1, 0.0], &[0.0, 0.0], 1))],
+        Realism(RealismError::Invalid {
+            field: RealismField::ObsNoise,
+            index: 1,
+        }),
+        "obs_noise[1]",
+    );
+    case(
+        "a realism delay of 9 ticks",
+        q.clone(),
+        &|r| tail(r).extensions = vec![(0x80, realism_body(&[0.0; 3], &[0.0, 0.0], 9))],
+        Realism(RealismError::DelayTooLong {
+            field: RealismField::ObsDelay,
+            found: 9,
+        }),
+        "0 to 8",
+    );
     cases
+}
+
+/// A realism record body: `noise` per observation, `rate` per action, an
+/// observation delay.
+fn realism_body(noise: &[f32], rate: &[f32], delay: u8) -> Vec<u8> {
+    let zeros_o = vec![0.0; noise.len()];
+    let zeros_a = vec![0.0; rate.len()];
+    let spec = RealismSpec {
+        obs_noise: noise,
+        obs_resolution: &zeros_o,
+        obs_delay: delay,
+        action_delay: 0,
+        actuator_tau: 0.0,
+        rate_limit: rate,
+        deadzone: &zeros_a,
+        smoothness: 0.0,
+    };
+    let mut buf = [0u8; 256];
+    let n = tinyppo_runtime::realism::encode_body(&spec, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// A valid realism record loads and reads back.
+#[test]
+fn v2_realism_record_loads() {
+    let mut r = base().raw_int8();
+    let body = realism_body(&[0.01, 0.0, 0.5], &[3.0, 0.0], 2);
+    r.v2.as_mut().unwrap().extensions = vec![(0x80, body.clone())];
+    let blob = r.blob();
+    let b = Blob::parse(&blob).unwrap();
+    let v = b.realism().unwrap();
+    let got = tinyppo_runtime::realism::Realism::<3, 2>::from_view(&v).unwrap();
+    assert_eq!(got.obs_noise, [0.01, 0.0, 0.5]);
+    assert_eq!(got.rate_limit, [3.0, 0.0]);
+    assert_eq!(got.obs_delay, 2);
+    assert!(Policy::<3, 2, 8>::from_bytes(&blob).is_ok());
+    // Without the record: none.
+    assert!(Blob::parse(&base().raw_int8().blob())
+        .unwrap()
+        .realism()
+        .is_none());
 }
 
 /// Optional extension records (tags 0x80–0xFF) are skipped by a reader
@@ -1113,7 +1195,7 @@ fn payload_cases() -> Vec<(&'static str, RawPayload, FormatError, &'static str)>
 fn v2_optional_extensions_are_kept_and_any_plant_code_loads() {
     let mut r = base().raw_int8();
     let exts: Vec<(u8, Vec<u8>)> =
-        vec![(0x80, vec![]), (0x9A, vec![1, 2, 3]), (0xFF, vec![7; 300])];
+        vec![(0x81, vec![]), (0x9A, vec![1, 2, 3]), (0xFF, vec![7; 300])];
     for plant in [0u8, 3, 4, 0x7F, 0x80, 0xFE, 0xFF] {
         let t = r.v2.as_mut().unwrap();
         t.plant = plant;

@@ -240,6 +240,8 @@ mod v2 {
                         baseline: c.baseline,
                         value_target: c.value_target,
                     },
+                    realism: Default::default(),
+                    randomize: Default::default(),
                 },
                 model: s.model,
                 adam: s.adam,

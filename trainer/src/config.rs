@@ -11,8 +11,12 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::mlp::Act;
 use crate::pg::{Baseline, ReturnKind, ValueTarget};
+use crate::randomize::Randomizer;
+use crate::realism::{Realism, RealismConfig};
 use crate::registry::RegisteredPlant;
 
 /// The training algorithm (`--algo`), from the notes' family.
@@ -118,6 +122,12 @@ pub struct TrainConfig {
     pub ppo: PpoParams,
     /// REINFORCE's estimator (`[reinforce]`).
     pub reinforce: ReinforceParams,
+    /// Sensor and actuator effects around the plant (`[realism]`,
+    /// [`crate::realism`]); exported into the blob.
+    pub realism: RealismConfig,
+    /// Plant parameters drawn per episode (`[randomize]`, name →
+    /// `LO:HI[:abs][:log]`, [`crate::randomize`]).
+    pub randomize: BTreeMap<String, String>,
 }
 
 /// PPO's update: `update_epochs` passes of `num_minibatches` minibatches
@@ -207,6 +217,8 @@ impl Default for TrainConfig {
             threads: 1,
             ppo: PpoParams::default(),
             reinforce: ReinforceParams::default(),
+            realism: RealismConfig::default(),
+            randomize: BTreeMap::new(),
         }
     }
 }
@@ -319,12 +331,17 @@ pub fn resolve(
         .map_err(|e: toml::de::Error| {
             anyhow::anyhow!("invalid configuration value: {}", e.message())
         })?;
-    if let Err(e) = cfg.validate() {
+    if let Err(e) = cfg
+        .validate()
+        .and_then(|()| cfg.validate_for(plant).map(|_| ()))
+    {
         // Say where the bad value came from: the last layer that set it.
         let Some(bad) = e.downcast_ref::<crate::validate::Invalid>() else {
             return Err(e);
         };
-        let path: Vec<&str> = bad.key.split('.').collect();
+        // `realism.obs_noise[1]` was set as `realism.obs_noise`.
+        let key = bad.key.split('[').next().unwrap_or_default();
+        let path: Vec<&str> = key.split('.').collect();
         let sets = |t: &toml::Table| match path[..] {
             [k] => t.contains_key(k),
             [g, k] => t
@@ -418,6 +435,14 @@ fn check_keys(t: &toml::Table, origin: &str) -> Result<()> {
 
 fn check_against(t: &toml::Table, known: &toml::Table, prefix: &str, origin: &str) -> Result<()> {
     for (k, v) in t {
+        // `[randomize]` is keyed by the plant's parameter names: checked
+        // against the plant (`TrainConfig::validate_for`).
+        if prefix.is_empty() && k == "randomize" {
+            if !v.is_table() {
+                bail!("{origin}: randomize is a table (parameter name = \"LO:HI\"), not a value");
+            }
+            continue;
+        }
         match known.get(k) {
             Some(toml::Value::Table(sub)) => match v {
                 toml::Value::Table(vt) => check_against(vt, sub, &format!("{prefix}{k}."), origin)?,
@@ -475,6 +500,17 @@ impl TrainConfig {
     /// Number of updates in the run.
     pub fn num_updates(&self) -> u64 {
         (self.total_timesteps / self.batch_size() as u64).max(1)
+    }
+
+    /// Checks the `[realism]` and `[randomize]` tables against `plant`
+    /// (dimensions, episode length, parameter names) and returns them
+    /// resolved; the error names the key.
+    pub fn validate_for(&self, plant: &RegisteredPlant) -> Result<(Realism, Randomizer)> {
+        let realism =
+            self.realism
+                .resolve(plant.obs_dim(), plant.act_dim(), plant.max_episode_steps())?;
+        let r = Randomizer::new(plant.name(), &plant.default_params()?, &self.randomize)?;
+        Ok((realism, r))
     }
 
     /// Checks ranges; the error names the field.

@@ -37,6 +37,13 @@ pub trait Env: Send {
         let _ = bytes;
         Err("this environment cannot restore a saved state".into())
     }
+    /// Replaces the plant's parameters (a JSON object, field name → value,
+    /// as `RegisteredPlant::default_params` gives them); the next step uses
+    /// them.
+    fn set_params(&mut self, params: &serde_json::Value) -> Result<(), String> {
+        let _ = params;
+        Err("this environment has no parameters".into())
+    }
 }
 
 /// Adapter from a [`Plant`] to [`Env`].
@@ -83,6 +90,12 @@ impl<P: Plant<O, A> + Send, const O: usize, const A: usize> Env for PlantEnv<P, 
             postcard::from_bytes(bytes).map_err(|e| format!("plant {}: {e}", P::NAME))?;
         self.0.set_params(params);
         self.0.set_state(state);
+        Ok(())
+    }
+    fn set_params(&mut self, params: &serde_json::Value) -> Result<(), String> {
+        let p: P::Params = serde_json::from_value(params.clone())
+            .map_err(|e| format!("plant {} parameters: {e}", P::NAME))?;
+        self.0.set_params(p);
         Ok(())
     }
 }

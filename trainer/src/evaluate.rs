@@ -8,19 +8,20 @@ use tinyppo_runtime::plants::Plant;
 use tinyppo_runtime::rng::seeded;
 use tinyppo_runtime::Policy;
 
-/// Returns of `episodes` episodes of `blob` on plant `P`; `stochastic`
-/// samples actions, otherwise the mean action is applied. Same seed, same
-/// returns.
-pub fn eval_on<P: Plant<O, A> + Default + Send, const O: usize, const A: usize>(
+/// Returns of `episodes` episodes of `blob` on plants made by `make` (one
+/// per episode, reset in episode order); `stochastic` samples actions,
+/// otherwise the mean action is applied. Same seed, same returns.
+pub fn eval_on<P: Plant<O, A> + Send, const O: usize, const A: usize>(
     blob: &[u8],
     episodes: usize,
     seed: u64,
     stochastic: bool,
+    make: impl Fn() -> P,
 ) -> Result<Vec<f64>> {
     let policy = load_for::<P, O, A>(blob)?;
     let mut rng = seeded(seed);
     let reset = |rng: &mut _| {
-        let mut plant = P::default();
+        let mut plant = make();
         let obs = plant.reset(rng);
         (plant, obs)
     };

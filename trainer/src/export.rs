@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tinyppo_runtime::format::{self, max_encoded_len, BlobSpec, LayerSpec, WeightsSpec};
-use tinyppo_runtime::Activation;
+use tinyppo_runtime::{Activation, Extension};
 
 use crate::algo::TrainState;
 use crate::mlp::Act;
@@ -74,6 +74,17 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
         (vec![0.0; m.obs_dim()], vec![1.0; m.obs_dim()])
     };
     let (low, high) = (plant.action_low(), plant.action_high());
+    // The run's realism, for simulating the board as it was trained.
+    let (realism, _) = state.cfg.validate_for(plant)?;
+    let body = realism.encode();
+    let extensions: Vec<Extension> = if realism.is_none() {
+        vec![]
+    } else {
+        vec![Extension {
+            tag: tinyppo_runtime::realism::TAG,
+            body: &body,
+        }]
+    };
     let n_layers = m.actor.n_layers();
     let mut f32_layers = Vec::new();
     let mut q_layers = Vec::new();
@@ -121,7 +132,7 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
         layers: &layers,
         plant: plant.code(),
         safe_action: plant.safe_action(),
-        extensions: &[],
+        extensions: &extensions,
     };
     encode_spec(&spec)
 }
@@ -193,7 +204,8 @@ pub fn reencode_blob(blob: &[u8], plant: &RegisteredPlant) -> Result<Vec<u8>> {
         layers: &specs,
         plant: plant.code(),
         safe_action: plant.safe_action(),
-        extensions: &[],
+        // The records the blob had (realism, records of newer versions).
+        extensions: &b.extensions().collect::<Vec<_>>(),
     };
     encode_spec(&spec)
 }

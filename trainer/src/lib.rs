@@ -99,6 +99,8 @@ pub mod offpolicy;
 pub mod optim;
 pub mod pg;
 pub mod publish;
+pub mod randomize;
+pub mod realism;
 pub mod registry;
 pub mod report;
 pub mod run;

@@ -512,14 +512,14 @@ pub fn report_json(log: &DecodedLog, files: &[String], registry: &Registry) -> s
 /// ([`sim::run_simulated`], hidden scratch 256, queue of 64 entries) and
 /// returns the log stream and the statistics. The bytes are those a
 /// firmware running the same call produces.
-pub fn simulate_on<P: Plant<O, A> + Default, const O: usize, const A: usize>(
+pub fn simulate_on<P: Plant<O, A>, const O: usize, const A: usize>(
     blob: &[u8],
     cfg: &RunConfig,
+    plant: &mut P,
 ) -> Result<(Vec<u8>, RunStats)> {
     let policy = crate::evaluate::load_for::<P, O, A>(blob)?;
     let mut bytes = Vec::new();
-    let mut plant = P::default();
-    let stats = sim::run_simulated::<P, O, A, 256, 64>(&policy, &mut plant, cfg, &mut |f| {
+    let stats = sim::run_simulated::<P, O, A, 256, 64>(&policy, plant, cfg, &mut |f| {
         bytes.extend_from_slice(f)
     });
     Ok((bytes, stats))

@@ -31,35 +31,125 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use tinyppo_runtime::plants::{code, Plant};
+use tinyppo_runtime::realism::{Realism as RtRealism, Realistic};
 use tinyppo_runtime::sim::{RunConfig, RunStats};
 use tinyppo_runtime::Blob;
 
+use crate::config::TrainConfig;
 use crate::env::{Env, PlantEnv};
+use crate::randomize::RandomizedEnv;
+use crate::realism::Realism;
 
 /// What the tools do with one plant type (implemented once, generically,
 /// by [`Typed`]).
 trait PlantOps: Send + Sync {
-    fn make_env(&self) -> Box<dyn Env>;
-    fn eval(&self, blob: &[u8], episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>>;
-    fn simulate(&self, blob: &[u8], cfg: &RunConfig) -> Result<(Vec<u8>, RunStats)>;
+    fn make_env(&self, realism: &Realism) -> Result<Box<dyn Env>>;
+    fn eval(
+        &self,
+        blob: &[u8],
+        episodes: usize,
+        seed: u64,
+        stochastic: bool,
+        model: &Model,
+    ) -> Result<Vec<f64>>;
+    fn simulate(&self, blob: &[u8], cfg: &RunConfig, model: &Model) -> Result<(Vec<u8>, RunStats)>;
     fn log_probs(&self, blob: &[u8], items: &[(&[f32], &[f32])]) -> Result<Vec<Option<f32>>>;
     fn default_params(&self) -> Result<serde_json::Value>;
 }
 
+/// The plant a blob is evaluated or simulated on: its sensor and actuator
+/// effects and its parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Model {
+    /// Sensor and actuator effects; `None`: the ones the blob was exported
+    /// with (none if it has no realism record).
+    pub realism: Option<Realism>,
+    /// Plant parameters by name (a JSON object; the ones it does not name
+    /// keep their defaults); `None`: the defaults.
+    pub params: Option<serde_json::Value>,
+}
+
 struct Typed<P, const OBS: usize, const ACT: usize>(std::marker::PhantomData<fn() -> P>);
+
+impl<P, const OBS: usize, const ACT: usize> Typed<P, OBS, ACT>
+where
+    P: Plant<OBS, ACT> + Default + Send + 'static,
+{
+    /// The runtime's settings of `realism`, or of the blob's record.
+    fn realism(blob: &[u8], realism: Option<&Realism>) -> Result<RtRealism<OBS, ACT>> {
+        let spec = match realism {
+            Some(r) => r.clone(),
+            None => {
+                let b =
+                    Blob::parse(blob).map_err(|e| anyhow::anyhow!("invalid policy blob: {e}"))?;
+                Realism::of_blob(&b)
+            }
+        };
+        RtRealism::from_spec(&spec.spec()).map_err(|e| anyhow::anyhow!("plant {}: {e}", P::NAME))
+    }
+
+    /// The parameters of `params` (over the defaults), if it names any.
+    fn params(params: Option<&serde_json::Value>) -> Result<Option<P::Params>> {
+        let Some(over) = params else { return Ok(None) };
+        {
+            let mut p = serde_json::to_value(P::Params::default())?;
+            if let (Some(obj), Some(over)) = (p.as_object_mut(), over.as_object()) {
+                for (k, v) in over {
+                    if !obj.contains_key(k) {
+                        bail!("plant {} has no parameter {k:?}", P::NAME);
+                    }
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+            let p: P::Params = serde_json::from_value(p)
+                .with_context(|| format!("parameters of plant {}", P::NAME))?;
+            Ok(Some(p))
+        }
+    }
+
+    /// A maker of fresh plants of `model`.
+    fn model(blob: &[u8], model: &Model) -> Result<impl Fn() -> Realistic<P, OBS, ACT>> {
+        let params = Self::params(model.params.as_ref())?;
+        let realism = Self::realism(blob, model.realism.as_ref())?;
+        Ok(move || {
+            let mut p = P::default();
+            if let Some(params) = params {
+                p.set_params(params);
+            }
+            Realistic::new(p, realism)
+        })
+    }
+}
 
 impl<P, const OBS: usize, const ACT: usize> PlantOps for Typed<P, OBS, ACT>
 where
     P: Plant<OBS, ACT> + Default + Send + 'static,
 {
-    fn make_env(&self) -> Box<dyn Env> {
-        Box::new(PlantEnv::<P, OBS, ACT>(P::default()))
+    fn make_env(&self, realism: &Realism) -> Result<Box<dyn Env>> {
+        // Without effects, the bare plant: its checkpointed state stays
+        // what runs of earlier versions saved.
+        if realism.is_none() {
+            return Ok(Box::new(PlantEnv::<P, OBS, ACT>(P::default())));
+        }
+        let r = Self::realism(&[], Some(realism))?;
+        Ok(Box::new(PlantEnv::<Realistic<P, OBS, ACT>, OBS, ACT>(
+            Realistic::new(P::default(), r),
+        )))
     }
-    fn eval(&self, blob: &[u8], episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>> {
-        crate::evaluate::eval_on::<P, OBS, ACT>(blob, episodes, seed, stochastic)
+    fn eval(
+        &self,
+        blob: &[u8],
+        episodes: usize,
+        seed: u64,
+        stochastic: bool,
+        model: &Model,
+    ) -> Result<Vec<f64>> {
+        let make = Self::model(blob, model)?;
+        crate::evaluate::eval_on::<_, OBS, ACT>(blob, episodes, seed, stochastic, make)
     }
-    fn simulate(&self, blob: &[u8], cfg: &RunConfig) -> Result<(Vec<u8>, RunStats)> {
-        crate::logs::simulate_on::<P, OBS, ACT>(blob, cfg)
+    fn simulate(&self, blob: &[u8], cfg: &RunConfig, model: &Model) -> Result<(Vec<u8>, RunStats)> {
+        let mut plant = Self::model(blob, model)?();
+        crate::logs::simulate_on::<_, OBS, ACT>(blob, cfg, &mut plant)
     }
     fn log_probs(&self, blob: &[u8], items: &[(&[f32], &[f32])]) -> Result<Vec<Option<f32>>> {
         crate::finetune::import::runtime_log_probs::<OBS, ACT>(blob, items)
@@ -140,9 +230,31 @@ impl RegisteredPlant {
         &self.0.preset
     }
 
-    /// A fresh simulated plant with default parameters.
+    /// A fresh simulated plant with default parameters and no realism.
     pub fn make_env(&self) -> Box<dyn Env> {
-        self.0.ops.make_env()
+        let none = Realism::none(self.obs_dim(), self.act_dim());
+        match self.0.ops.make_env(&none) {
+            Ok(e) => e,
+            // Realism::none always converts.
+            Err(e) => unreachable!("no realism refused: {e:#}"),
+        }
+    }
+
+    /// A fresh simulated plant with `realism` around it.
+    pub fn make_env_with(&self, realism: &Realism) -> Result<Box<dyn Env>> {
+        self.0.ops.make_env(realism)
+    }
+
+    /// A training environment of a run: the plant with the run's
+    /// `[realism]`, its parameters drawn per episode from `[randomize]`.
+    pub fn make_training_env(&self, cfg: &TrainConfig) -> Result<Box<dyn Env>> {
+        let (realism, randomizer) = cfg.validate_for(self)?;
+        let env = self.make_env_with(&realism)?;
+        Ok(if randomizer.is_empty() {
+            env
+        } else {
+            Box::new(RandomizedEnv::new(env, randomizer))
+        })
     }
 
     /// The default parameters as a JSON object, field name → value.
@@ -178,7 +290,9 @@ impl RegisteredPlant {
 
     /// Returns of `episodes` episodes of `blob` on this plant, through the
     /// runtime (`Policy::<OBS, ACT, 256>`, the device's code): the mean
-    /// action, or samples with `stochastic`. Same seed, same returns.
+    /// action, or samples with `stochastic`. Same seed, same returns. The
+    /// plant has its default parameters and the realism the blob was
+    /// exported with.
     pub fn eval_blob(
         &self,
         blob: &[u8],
@@ -186,14 +300,38 @@ impl RegisteredPlant {
         seed: u64,
         stochastic: bool,
     ) -> Result<Vec<f64>> {
-        self.0.ops.eval(blob, episodes, seed, stochastic)
+        self.eval_blob_on(blob, episodes, seed, stochastic, &Model::default())
+    }
+
+    /// [`eval_blob`](Self::eval_blob) on another [`Model`] of the plant
+    /// (other parameters, other realism).
+    pub fn eval_blob_on(
+        &self,
+        blob: &[u8],
+        episodes: usize,
+        seed: u64,
+        stochastic: bool,
+        model: &Model,
+    ) -> Result<Vec<f64>> {
+        self.0.ops.eval(blob, episodes, seed, stochastic, model)
     }
 
     /// The log stream of `blob` on this plant through the device's control
     /// loop (`sim::run_simulated`, hidden scratch 256, queue of 64): the
-    /// bytes a firmware running the same plant writes.
+    /// bytes a firmware running the same plant writes. Default parameters,
+    /// the blob's realism (what the QEMU firmware applies too).
     pub fn simulate_blob(&self, blob: &[u8], cfg: &RunConfig) -> Result<(Vec<u8>, RunStats)> {
-        self.0.ops.simulate(blob, cfg)
+        self.simulate_blob_on(blob, cfg, &Model::default())
+    }
+
+    /// [`simulate_blob`](Self::simulate_blob) on another [`Model`].
+    pub fn simulate_blob_on(
+        &self,
+        blob: &[u8],
+        cfg: &RunConfig,
+        model: &Model,
+    ) -> Result<(Vec<u8>, RunStats)> {
+        self.0.ops.simulate(blob, cfg, model)
     }
 
     /// `log π(u|x)` of each `(x, u)` recomputed by the runtime from `blob`;

@@ -211,7 +211,9 @@ impl Trainer {
         if cfg.env != plant.name() {
             bail!("the run is on plant {:?}, not {}", cfg.env, plant.name());
         }
-        let envs: Vec<Box<dyn Env>> = (0..cfg.num_envs).map(|_| plant.make_env()).collect();
+        let envs: Vec<Box<dyn Env>> = (0..cfg.num_envs)
+            .map(|_| plant.make_training_env(cfg))
+            .collect::<Result<_>>()?;
         let (od, ad) = (envs[0].obs_dim(), envs[0].act_dim());
         if state.model.obs_dim() != od || state.model.act_dim() != ad {
             bail!(
