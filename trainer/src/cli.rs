@@ -33,7 +33,8 @@ use crate::export::{export_blob, PolicyIndex, Quant};
 use crate::finetune::{finetune, FinetuneConfig, ImportReport, Progress};
 use crate::logs;
 use crate::offpolicy::IsCorrection;
-use crate::registry::Registry;
+use crate::realism::Realism;
+use crate::registry::{Model, RegisteredPlant, Registry};
 use crate::report;
 use crate::run::{self, RunEvent, RunOptions};
 use crate::stats::mean_std;
@@ -87,30 +88,10 @@ struct Cli {
 enum Cmd {
     /// Train a policy (PPO; or A2C, REINFORCE with --algo) and export it.
     Train(TrainArgs),
-    /// Evaluate an exported policy blob through the device runtime.
-    Eval {
-        /// Policy blob (policy.bin or policy-f32.bin).
-        #[arg(long)]
-        policy: PathBuf,
-        /// Plant (a registered name: `tinyppo plants` lists them).
-        #[arg(long)]
-        env: String,
-        /// Run a blob exported for another plant of the same dimensions.
-        #[arg(long)]
-        allow_other_plant: bool,
-        /// Episodes.
-        #[arg(long, default_value_t = 100)]
-        episodes: usize,
-        /// Seed of the plant resets (and of sampling with --stochastic).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Sample actions instead of applying the mean.
-        #[arg(long)]
-        stochastic: bool,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Evaluate an exported policy blob through the device runtime, on
+    /// the plant model it was trained with or, with --sweep, on a grid of
+    /// models (robustness sweep).
+    Eval(EvalArgs),
     /// Export a checkpoint's policy as a blob.
     #[command(group(clap::ArgGroup::new("source").required(true).args(["checkpoint", "blob"])))]
     Export {
@@ -164,6 +145,8 @@ enum Cmd {
         /// Apply the policy mean instead of sampling.
         #[arg(long)]
         deterministic: bool,
+        #[command(flatten)]
+        model: ModelArgs,
     },
     /// Improve a run's policy from device rollout logs (off-policy PPO
     /// with importance weights; docs/OFFPOLICY.md). Writes a checkpoint and
@@ -196,6 +179,62 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The plant model of `eval` and `simulate`: the blob's realism, none, or
+/// a file's.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Ignore the sensor and actuator realism recorded in the blob: the
+    /// exact model.
+    #[arg(long, conflicts_with = "realism")]
+    no_realism: bool,
+    /// Take the realism from the `[realism]` table of this TOML file (a
+    /// run's config.toml, for instance) instead of the blob's.
+    #[arg(long, value_name = "FILE")]
+    realism: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Policy blob (policy.bin or policy-f32.bin).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Plant (a registered name: `tinyppo plants` lists them).
+    #[arg(long)]
+    env: String,
+    /// Run a blob exported for another plant of the same dimensions.
+    #[arg(long)]
+    allow_other_plant: bool,
+    /// Episodes (per cell of a sweep).
+    #[arg(long, default_value_t = 100)]
+    episodes: usize,
+    /// Seed of the plant resets (and of sampling with --stochastic).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sample actions instead of applying the mean.
+    #[arg(long)]
+    stochastic: bool,
+    /// Print one JSON object (a sweep: the grid with mean and worst
+    /// return per cell).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A swept quantity: a plant parameter (multiplier of its default;
+    /// `:abs` for values), `obs_noise`/`obs_resolution`/`rate_limit`/
+    /// `deadzone` (multipliers of the base realism's), `obs_delay`/
+    /// `action_delay` (ticks), `actuator_tau`/`smoothness` (values). N
+    /// values from LO to HI; repeat for a grid.
+    #[arg(long, value_name = "NAME=LO:HI:N")]
+    sweep: Vec<String>,
+    /// Directory for the sweep's sweep.csv and sweep.png (needed with
+    /// --sweep).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Overwrite sweep.csv and sweep.png in --out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -385,24 +424,7 @@ where
     let r = match cli.cmd {
         Cmd::Train(a) => train(reg, a),
         Cmd::Plot { runs, out } => plot_runs(&runs, &out),
-        Cmd::Eval {
-            policy,
-            env,
-            allow_other_plant,
-            episodes,
-            seed,
-            stochastic,
-            json,
-        } => eval(
-            reg,
-            &policy,
-            &env,
-            allow_other_plant,
-            episodes,
-            seed,
-            stochastic,
-            json,
-        ),
+        Cmd::Eval(a) => eval(reg, &a),
         Cmd::Export {
             checkpoint: Some(dir),
             quant,
@@ -427,6 +449,7 @@ where
             seed,
             out,
             deterministic,
+            model,
         } => simulate(
             reg,
             &policy,
@@ -436,6 +459,7 @@ where
             seed,
             &out,
             deterministic,
+            &model,
         ),
         Cmd::Finetune(a) => finetune_cmd(reg, *a),
         Cmd::Logs {
@@ -646,30 +670,58 @@ fn train(reg: &Registry, a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn eval(
-    reg: &Registry,
-    policy: &Path,
-    env: &str,
-    allow_other_plant: bool,
-    episodes: usize,
-    seed: u64,
-    stochastic: bool,
-    json: bool,
-) -> Result<()> {
+/// The realism of `eval`/`simulate` for `plant`: `None` for the blob's.
+fn model_realism(m: &ModelArgs, plant: &RegisteredPlant) -> Result<Option<Realism>> {
+    if m.no_realism {
+        return Ok(Some(Realism::none(plant.obs_dim(), plant.act_dim())));
+    }
+    let Some(path) = &m.realism else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut t: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let table = t
+        .remove("realism")
+        .with_context(|| format!("{}: no [realism] table", path.display()))?;
+    let cfg: crate::realism::RealismConfig = table.try_into().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("{}: [realism]: {}", path.display(), e.message())
+    })?;
+    let r = cfg
+        .resolve(plant.obs_dim(), plant.act_dim(), plant.max_episode_steps())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Some(r))
+}
+
+fn eval(reg: &Registry, a: &EvalArgs) -> Result<()> {
     crate::validate::Checks::new()
-        .count("--episodes", episodes as u64, 1, 1 << 24)
+        .count("--episodes", a.episodes as u64, 1, 1 << 24)
         .finish()?;
-    let plant = reg.get(env)?;
-    let blob = read_blob(policy)?;
-    plant.check_blob(&blob, &policy.display().to_string(), allow_other_plant)?;
+    let plant = reg.get(&a.env)?;
+    let blob = read_blob(&a.policy)?;
+    let origin = a.policy.display().to_string();
+    plant.check_blob(&blob, &origin, a.allow_other_plant)?;
+    let realism = model_realism(&a.model, plant)?;
+    if !a.sweep.is_empty() {
+        return sweep(plant, &blob, a, realism);
+    }
+    if a.out.is_some() {
+        bail!("--out is the directory of a sweep's files: give --sweep NAME=LO:HI:N with it");
+    }
+    let model = Model {
+        realism,
+        params: None,
+    };
     let rets = plant
-        .eval_blob(&blob, episodes, seed, stochastic)
-        .with_context(|| format!("evaluating {}", policy.display()))?;
+        .eval_blob_on(&blob, a.episodes, a.seed, a.stochastic, &model)
+        .with_context(|| format!("evaluating {origin}"))?;
     let (m, s) = mean_std(&rets);
-    if json {
+    let (env, episodes, seed, stochastic) = (&a.env, a.episodes, a.seed, a.stochastic);
+    if a.json {
         let v = serde_json::json!({
-            "policy": policy.display().to_string(),
+            "policy": origin,
             "env": env,
             "episodes": rets.len(),
             "seed": seed,
@@ -683,7 +735,7 @@ fn eval(
     } else {
         outln!(
             "{env}: mean return {m:.2} ± {s:.2} over {} episodes ({})",
-            rets.len(),
+            episodes,
             if stochastic {
                 "stochastic"
             } else {
@@ -691,6 +743,90 @@ fn eval(
             }
         );
     }
+    Ok(())
+}
+
+/// `tinyppo eval --sweep …`: the grid's table (or JSON), `sweep.csv` and
+/// `sweep.png` in `--out`.
+fn sweep(
+    plant: &RegisteredPlant,
+    blob: &[u8],
+    a: &EvalArgs,
+    realism: Option<Realism>,
+) -> Result<()> {
+    let out = a
+        .out
+        .as_deref()
+        .context("--sweep writes sweep.csv and sweep.png: give their directory with --out DIR")?;
+    let (csv, png) = (out.join("sweep.csv"), out.join("sweep.png"));
+    for f in [&csv, &png] {
+        if f.exists() && !a.force {
+            bail!(
+                "{} exists: pass --force to overwrite it, or choose another --out",
+                f.display()
+            );
+        }
+    }
+    let base = match realism {
+        Some(r) => r,
+        None => {
+            let b = tinyppo_runtime::Blob::parse(blob)
+                .map_err(|e| anyhow::anyhow!("invalid policy blob: {e}"))?;
+            Realism::of_blob(&b)
+        }
+    };
+    let axes = a
+        .sweep
+        .iter()
+        .map(|s| crate::sweep::Axis::parse(s, plant, &base))
+        .collect::<Result<Vec<_>>>()?;
+    let mut names: Vec<&str> = axes.iter().map(|x| x.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!("--sweep {} is given twice", w[0]);
+    }
+    let sw = crate::sweep::Sweep::run(plant, blob, &base, axes, a.episodes, a.seed, a.stochastic)
+        .with_context(|| format!("sweeping {}", a.policy.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    checkpoint::write_atomic(&csv, sw.csv().as_bytes())?;
+    let title = format!(
+        "{} on {}",
+        a.policy
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        plant.name()
+    );
+    sw.plot(&png, &title)?;
+    if a.json {
+        let mut v = sw.json();
+        v["policy"] = serde_json::json!(a.policy.display().to_string());
+        v["env"] = serde_json::json!(plant.name());
+        v["seed"] = serde_json::json!(a.seed);
+        v["base_realism"] = serde_json::json!(base);
+        v["csv"] = serde_json::json!(csv.display().to_string());
+        v["png"] = serde_json::json!(png.display().to_string());
+        outln!("{v}");
+        return Ok(());
+    }
+    outln!("{}", sw.table().trim_end());
+    if let Some(w) = sw.worst_cell() {
+        let at: Vec<String> = sw
+            .axes
+            .iter()
+            .zip(&w.values)
+            .map(|(x, v)| format!("{} = {v}", x.name))
+            .collect();
+        outln!(
+            "worst cell: mean return {:.2} at {} ({} cells, {} episodes each, base realism: {})",
+            w.mean,
+            at.join(", "),
+            sw.cells.len(),
+            sw.episodes,
+            base.describe()
+        );
+    }
+    outln!("wrote {} and {}", csv.display(), png.display());
     Ok(())
 }
 
@@ -748,6 +884,7 @@ fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
             "action_high": f(b.action_high),
             "safe_action": safe,
             "log_std": f(b.log_std),
+            "realism": b.realism().map(|v| crate::realism::Realism::from_view(&v)),
             "extensions": b.extensions().map(|e| serde_json::json!({"tag": e.tag, "bytes": e.body.len()})).collect::<Vec<_>>(),
         });
         outln!("{v}");
@@ -783,8 +920,21 @@ fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
         }
     );
     outln!("log std         {:?}", f(b.log_std));
+    outln!(
+        "realism         {}",
+        crate::realism::Realism::of_blob(&b).describe()
+    );
     for e in b.extensions() {
-        outln!("extension       tag {:#04x}, {} bytes", e.tag, e.body.len());
+        let what = if e.tag == tinyppo_runtime::realism::TAG {
+            " (realism)"
+        } else {
+            ""
+        };
+        outln!(
+            "extension       tag {:#04x}{what}, {} bytes",
+            e.tag,
+            e.body.len()
+        );
     }
     Ok(())
 }
@@ -799,6 +949,7 @@ fn simulate(
     seed: u64,
     out: &Path,
     deterministic: bool,
+    model: &ModelArgs,
 ) -> Result<()> {
     crate::validate::Checks::new()
         .count("--episodes", u64::from(episodes), 1, 1 << 20)
@@ -806,13 +957,17 @@ fn simulate(
     let plant = reg.get(env)?;
     let blob = read_blob(policy)?;
     plant.check_blob(&blob, &policy.display().to_string(), allow_other_plant)?;
+    let model = Model {
+        realism: model_realism(model, plant)?,
+        params: None,
+    };
     let cfg = tinyppo_runtime::sim::RunConfig {
         episodes,
         seed,
         deterministic,
     };
     let (bytes, st) = plant
-        .simulate_blob(&blob, &cfg)
+        .simulate_blob_on(&blob, &cfg, &model)
         .with_context(|| format!("simulating {}", policy.display()))?;
     checkpoint::write_atomic(out, &bytes)?;
     outln!(

@@ -106,4 +106,5 @@ pub mod report;
 pub mod run;
 pub mod stats;
 pub mod study;
+pub mod sweep;
 pub mod validate;

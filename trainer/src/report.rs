@@ -378,3 +378,187 @@ pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) 
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// One line of an [`xy_panels`] panel: a middle value with a shaded band
+/// `(x, low, middle, high)` per point.
+pub struct XyLine {
+    /// Legend label.
+    pub label: String,
+    /// `(x, low, middle, high)`, in x order.
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+/// One panel of [`xy_panels`].
+pub struct XyPanel {
+    /// Caption.
+    pub title: String,
+    /// x-axis label.
+    pub x_label: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// Lines, each with its band.
+    pub lines: Vec<XyLine>,
+}
+
+/// Panels side by side, each with lines over shaded bands (a robustness
+/// sweep per swept quantity; a benchmark's median over seeds with its
+/// min–max band), as PNG written atomically. One colour per label across
+/// panels.
+pub fn xy_panels(path: &Path, panels: &[XyPanel]) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let width = 560 * panels.len().max(1) as u32;
+        let root = BitMapBackend::new(&tmp, (width, 460)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        let mut labels: Vec<&str> = Vec::new();
+        for l in panels.iter().flat_map(|p| &p.lines) {
+            if !labels.contains(&l.label.as_str()) {
+                labels.push(&l.label);
+            }
+        }
+        for (panel, area) in panels.iter().zip(&areas) {
+            let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+            for &(x, lo, mid, hi) in panel.lines.iter().flat_map(|l| &l.points) {
+                for y in [lo, mid, hi].into_iter().filter(|y| y.is_finite()) {
+                    y0 = y0.min(y);
+                    y1 = y1.max(y);
+                }
+                x0 = x0.min(x);
+                x1 = x1.max(x);
+            }
+            if x0 > x1 {
+                (x0, x1) = (0.0, 1.0);
+            }
+            if y0 > y1 {
+                (y0, y1) = (0.0, 1.0);
+            }
+            let xpad = ((x1 - x0) * 0.02).max(1e-9);
+            let ypad = ((y1 - y0) * 0.05).max(1e-6);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.title, ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d((x0 - xpad)..(x1 + xpad), (y0 - ypad)..(y1 + ypad))?;
+            chart
+                .configure_mesh()
+                .x_desc(panel.x_label.as_str())
+                .y_desc(panel.y_label.as_str())
+                .draw()?;
+            for line in &panel.lines {
+                let i = labels.iter().position(|l| *l == line.label).unwrap_or(0);
+                let color = COLORS[i % COLORS.len()].to_rgba();
+                let pts: Vec<_> = line
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| p.1.is_finite() && p.2.is_finite() && p.3.is_finite())
+                    .collect();
+                let poly: Vec<(f64, f64)> = pts
+                    .iter()
+                    .map(|p| (p.0, p.3))
+                    .chain(pts.iter().rev().map(|p| (p.0, p.1)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    color.mix(0.15).filled(),
+                )))?;
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().map(|p| (p.0, p.2)),
+                        color.stroke_width(2),
+                    ))?
+                    .label(line.label.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                chart.draw_series(
+                    pts.iter()
+                        .map(|p| Circle::new((p.0, p.2), 3, color.filled())),
+                )?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()
+            .with_context(|| format!("rendering {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A heat map of `values[i][j]` (row `i` of `y_ticks`, column `j` of
+/// `x_ticks`), each cell coloured from red (lowest) to green (highest)
+/// and labelled with its value; PNG written atomically.
+pub fn heat_map(
+    path: &Path,
+    title: &str,
+    (x_label, x_ticks): (&str, &[String]),
+    (y_label, y_ticks): (&str, &[String]),
+    values: &[Vec<f64>],
+) -> Result<()> {
+    use plotters::coord::ranged1d::SegmentValue;
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let (nx, ny) = (x_ticks.len().max(1), y_ticks.len().max(1));
+        let root = BitMapBackend::new(&tmp, (160 + 90 * nx as u32, 140 + 60 * ny as u32))
+            .into_drawing_area();
+        root.fill(&WHITE)?;
+        let finite = values.iter().flatten().copied().filter(|v| v.is_finite());
+        let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(80)
+            .build_cartesian_2d((0..nx - 1).into_segmented(), (0..ny - 1).into_segmented())?;
+        let tick = |ticks: &[String], v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => ticks.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|v| tick(x_ticks, v))
+            .y_label_formatter(&|v| tick(y_ticks, v))
+            .draw()?;
+        for (i, row) in values.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let t = if hi > lo { (v - lo) / (hi - lo) } else { 1.0 };
+                let color = if v.is_finite() {
+                    HSLColor(t.clamp(0.0, 1.0) / 3.0, 0.65, 0.55).to_rgba()
+                } else {
+                    RGBColor(200, 200, 200).to_rgba()
+                };
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(j), SegmentValue::Exact(i)),
+                        (SegmentValue::Exact(j + 1), SegmentValue::Exact(i + 1)),
+                    ],
+                    color.filled(),
+                )))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("{v:.1}"),
+                    (SegmentValue::CenterOf(j), SegmentValue::CenterOf(i)),
+                    ("sans-serif", 14)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Center)),
+                )))?;
+            }
+        }
+        root.present()
+            .with_context(|| format!("rendering {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -145,7 +145,8 @@ pub fn firmware_steps() -> Vec<Step> {
                 &target.join("simulate-log.bin"),
             )
         }),
-        // Built last: they write the same ELF path as the run above.
+        realism_step(),
+        // Built last: they write the same ELF path as the runs above.
         build_step(
             "firmware: build +real-io",
             Build {
@@ -174,6 +175,73 @@ pub fn firmware_steps() -> Vec<Step> {
             None,
         ),
     ]
+}
+
+/// The `[realism]` settings of the realism step: every effect on.
+pub const REALISM_SETS: &[&str] = &[
+    "realism.obs_noise=[0.01, 0.01, 0.05]",
+    "realism.obs_resolution=0.001",
+    "realism.obs_delay=1",
+    "realism.action_delay=1",
+    "realism.actuator_tau=0.1",
+    "realism.rate_limit=40.0",
+    "realism.deadzone=0.05",
+    "realism.smoothness=0.01",
+    "randomize.mass=0.7:1.3",
+    "randomize.length=0.8:1.2",
+];
+
+/// Sensor and actuator realism on the device: a short pendulum run with
+/// every effect of `[realism]` on (and randomized parameters), exported;
+/// the firmware built with that blob runs it under QEMU (the blob's realism
+/// record is what the firmware applies), and its log must be `tinyppo
+/// simulate`'s byte for byte.
+fn realism_step() -> Step {
+    Step::new(
+        "firmware: realism (noise, delays, lag, slew, deadzone) QEMU log = simulate",
+        |ctx| {
+            let bin = tinyppo_bin(ctx)?;
+            let repo = ctx.root.clone();
+            let work = crate::toolchain::default_target_dir(&repo).join("ci-realism");
+            std::fs::create_dir_all(&work)?;
+            let run = work.join("run");
+            let mut args: Vec<std::ffi::OsString> = [
+                "train",
+                "--env",
+                "pendulum",
+                "--total-steps",
+                "4096",
+                "--seed",
+                "1",
+                "--force",
+                "--quiet",
+            ]
+            .iter()
+            .map(Into::into)
+            .collect();
+            for s in REALISM_SETS {
+                args.push("--set".into());
+                args.push(s.into());
+            }
+            args.push("--out".into());
+            args.push(run.clone().into());
+            let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+            run_tool(&bin, &refs)?;
+            let policy = run.join("policy.bin");
+            print!(
+                "{}",
+                run_tool(&bin, &[std::ffi::OsStr::new("inspect"), policy.as_os_str()])?
+            );
+            let b = crate::firmware::Build {
+                policy: Some(policy.clone()),
+                ..crate::firmware::Build::default()
+            };
+            let built = crate::firmware::build(&repo, ctx.toolchain()?, &b)?;
+            let device = work.join("qemu-log.bin");
+            qemu_run(built.elf, &device)?;
+            compare_with_simulate(&bin, &policy, &b, &device, &work.join("simulate-log.bin"))
+        },
+    )
 }
 
 /// A step that builds the firmware `b` with `-D warnings`, prints its size

@@ -25,8 +25,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_semihosting::heprintln;
 use tinyppo_runtime::log::{Logger, MAX_FRAME_LEN};
 use tinyppo_runtime::plants::Plant;
+use tinyppo_runtime::realism::{Realism, Realistic};
 use tinyppo_runtime::sim::{self, RunConfig};
-use tinyppo_runtime::Policy;
+use tinyppo_runtime::{Blob, Policy};
 
 use crate::pace::SysTickPace;
 use crate::{exit, stack};
@@ -122,6 +123,8 @@ pub const LOG_CAP: usize = 4;
 
 /// The whole firmware for a simulated plant `P` on this board: loads
 /// `blob` as a `Policy<OBS, ACT, HID>` (refusing a blob of another plant),
+/// wraps the plant in the realism the blob records ([`Realistic`]: sensor
+/// noise and delays, actuator lag…; the bare plant without a record),
 /// runs `cfg.episodes` episodes through the runtime's driver
 /// ([`sim::run_simulated`]), streams every frame on UART0 as it is made,
 /// prints one `key=value` summary line on the semihosting console (parsed
@@ -146,7 +149,7 @@ where
     let Some(mut uart) = Uart0::take() else {
         exit::failure(format_args!("UART0 taken twice"))
     };
-    let policy = match Policy::<OBS, ACT, HID>::from_bytes(blob) {
+    let policy = match Blob::parse(blob).and_then(|b| Policy::<OBS, ACT, HID>::from_blob(&b)) {
         Ok(p) => p,
         Err(e) => {
             let mut msg: heapless::String<160> = heapless::String::new();
@@ -165,11 +168,20 @@ where
             ))
         }
     }
-    let mut plant = P::default();
+    // The sensor and actuator effects the policy was trained with (the
+    // blob's realism record; none without one), as `tinyppo simulate`
+    // applies them.
+    let realism = match Blob::parse(blob) {
+        Ok(b) => Realism::<OBS, ACT>::from_blob(&b),
+        Err(_) => Realism::NONE,
+    };
+    let mut plant = Realistic::new(P::default(), realism);
     let mut sink = |frame: &[u8]| uart.write_all(frame);
     let (stats, late) = match pacing {
         Pacing::Unpaced => (
-            sim::run_simulated::<P, OBS, ACT, HID, LOG_CAP>(&policy, &mut plant, cfg, &mut sink),
+            sim::run_simulated::<Realistic<P, OBS, ACT>, OBS, ACT, HID, LOG_CAP>(
+                &policy, &mut plant, cfg, &mut sink,
+            ),
             0u32,
         ),
         Pacing::SysTick => {
@@ -177,7 +189,7 @@ where
                 exit::failure(format_args!("core peripherals taken twice"))
             };
             let mut pace = SysTickPace::start(&mut cp.SYST, CORE_HZ, P::DT);
-            let st = sim::run_simulated_paced::<P, OBS, ACT, HID, LOG_CAP>(
+            let st = sim::run_simulated_paced::<Realistic<P, OBS, ACT>, OBS, ACT, HID, LOG_CAP>(
                 &policy, &mut plant, cfg, &mut pace, &mut sink,
             );
             (st, pace.late())
