@@ -36,5 +36,6 @@ mod offpolicy_vtrace;
 mod pg_estimators;
 
 mod run_integrity;
+mod sim_to_real;
 mod user_plant;
 mod validation;

@@ -758,15 +758,6 @@ fn sweep(
         .out
         .as_deref()
         .context("--sweep writes sweep.csv and sweep.png: give their directory with --out DIR")?;
-    let (csv, png) = (out.join("sweep.csv"), out.join("sweep.png"));
-    for f in [&csv, &png] {
-        if f.exists() && !a.force {
-            bail!(
-                "{} exists: pass --force to overwrite it, or choose another --out",
-                f.display()
-            );
-        }
-    }
     let base = match realism {
         Some(r) => r,
         None => {
@@ -784,6 +775,15 @@ fn sweep(
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         bail!("--sweep {} is given twice", w[0]);
+    }
+    let (csv, png) = (out.join("sweep.csv"), out.join("sweep.png"));
+    for f in [&csv, &png] {
+        if f.exists() && !a.force {
+            bail!(
+                "{} exists: pass --force to overwrite it, or choose another --out",
+                f.display()
+            );
+        }
     }
     let sw = crate::sweep::Sweep::run(plant, blob, &base, axes, a.episodes, a.seed, a.stochastic)
         .with_context(|| format!("sweeping {}", a.policy.display()))?;
