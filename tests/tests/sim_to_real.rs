@@ -465,6 +465,20 @@ fn wild_run<P: Plant<O, 1> + Default, const O: usize>(
     }
 }
 
+/// The same settings for the first `O` observation dimensions.
+fn first<const O: usize>(r: &RtRealism<4, 1>) -> RtRealism<O, 1> {
+    RtRealism {
+        obs_noise: core::array::from_fn(|i| r.obs_noise[i]),
+        obs_resolution: core::array::from_fn(|i| r.obs_resolution[i]),
+        obs_delay: r.obs_delay,
+        action_delay: r.action_delay,
+        actuator_tau: r.actuator_tau,
+        rate_limit: r.rate_limit,
+        deadzone: r.deadzone,
+        smoothness: r.smoothness,
+    }
+}
+
 fn any_f32() -> impl Strategy<Value = f32> {
     prop_oneof![
         3 => 0.0f32..10.0,
@@ -492,21 +506,19 @@ proptest! {
         ], 300),
         seed in any::<u64>(),
     ) {
-        fn make<const O: usize>(n: &[f32; 4], q: &[f32; 4], od: u8, ad: u8, tau: f32, rate: f32, dz: f32, s: f32) -> RtRealism<O, 1> {
-            RtRealism {
-                obs_noise: core::array::from_fn(|i| n[i]),
-                obs_resolution: core::array::from_fn(|i| q[i]),
-                obs_delay: od,
-                action_delay: ad,
-                actuator_tau: tau,
-                rate_limit: [rate],
-                deadzone: [dz],
-                smoothness: s,
-            }
-        }
-        wild_run::<Pendulum, 3>(make(&noise, &res, od, ad, tau, rate, dz, smooth), &actions, seed);
-        wild_run::<MountainCar, 2>(make(&noise, &res, od, ad, tau, rate, dz, smooth), &actions, seed);
-        wild_run::<CartPole, 4>(make(&noise, &res, od, ad, tau, rate, dz, smooth), &actions, seed);
-        wild_run::<DcMotor, 3>(make(&noise, &res, od, ad, tau, rate, dz, smooth), &actions, seed);
+        let r = RtRealism::<4, 1> {
+            obs_noise: noise,
+            obs_resolution: res,
+            obs_delay: od,
+            action_delay: ad,
+            actuator_tau: tau,
+            rate_limit: [rate],
+            deadzone: [dz],
+            smoothness: smooth,
+        };
+        wild_run::<Pendulum, 3>(first(&r), &actions, seed);
+        wild_run::<MountainCar, 2>(first(&r), &actions, seed);
+        wild_run::<CartPole, 4>(first(&r), &actions, seed);
+        wild_run::<DcMotor, 3>(first(&r), &actions, seed);
     }
 }
