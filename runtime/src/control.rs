@@ -37,6 +37,16 @@
 //! (`actuator_errors`) and treated the same way (nothing logged: the plant
 //! may not have received the action).
 //!
+//! **Action history.** For a policy with an action-history record
+//! ([`Policy::history_len`] `= k > 0`) the loop keeps the actions applied
+//! in the episode's last `k` ticks and gives them to the policy with
+//! `o_t`: the policy's clipped action on a tick the actuator took, the
+//! safe action on every other tick and before the episode's first, exactly
+//! as the trainer builds them in simulation. A learner rebuilds them from
+//! the log the same way: logged ticks give their clipped action, gaps in
+//! `t` give the safe action (a dropped record, a gap in `seq`, leaves
+//! them unknown).
+//!
 //! **Guarantees.** `tick` never panics, blocks or allocates: the policy
 //! refuses non-finite input instead of producing NaN, the logger drops (and
 //! counts) when its queue is full, and every counter saturates.
@@ -45,6 +55,7 @@ use rand_core::RngCore;
 
 use crate::error::ActError;
 use crate::gaussian;
+use crate::history::ActionHistory;
 use crate::log::{Entry, EpisodeEnd, Logger, Record, Totals};
 use crate::policy::{Policy, Step};
 
@@ -194,6 +205,9 @@ pub struct ControlLoop<'p, 'b, const OBS: usize, const ACT: usize, const HID: us
     /// `log π(μ|x) = −Σ_j (log σ_j + ½ log 2π)`, the density at the mean.
     mean_log_prob: f32,
     safe: [f32; ACT],
+    /// The actions applied before this tick, for a policy that takes them
+    /// as inputs ([`Policy::history_len`]).
+    history: ActionHistory<ACT>,
     episode: u32,
     t: u32,
     episode_return: f64,
@@ -217,6 +231,7 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
             deterministic,
             mean_log_prob: -gaussian::log_normalizer(policy.log_std()),
             safe: policy.safe_action(),
+            history: ActionHistory::new(policy.safe_action()),
             episode: 0,
             t: 0,
             episode_return: 0.0,
@@ -262,9 +277,9 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
         rng: &mut R,
     ) -> Result<Step<ACT>, ActError> {
         if !self.deterministic {
-            return self.policy.act(obs, rng);
+            return self.policy.act_with(obs, &self.history, rng);
         }
-        let action = self.policy.mean(obs)?;
+        let action = self.policy.mean_with(obs, &self.history)?;
         let mut applied = action;
         let (low, high) = (self.policy.action_low(), self.policy.action_high());
         for ((v, &lo), &hi) in applied.iter_mut().zip(low).zip(high) {
@@ -333,6 +348,15 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
         };
         let outcome = plant.outcome(obs, &applied);
         let done = outcome.done();
+        // What the history remembers of this tick: the policy's action if
+        // the actuator took it, else the safe action (a fault tick, or one
+        // the actuator refused: logged as a gap either way).
+        if self.policy.history_len() > 0 {
+            self.history.push(match &decided {
+                Ok(_) if actuated => applied,
+                _ => self.safe,
+            });
+        }
         self.episode_return += outcome.reward as f64;
 
         let status = match decided {
@@ -375,6 +399,7 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
             self.episode_return = 0.0;
             self.episode = self.episode.saturating_add(1);
             self.t = 0;
+            self.history.reset(self.safe);
         } else {
             self.t = t.saturating_add(1);
         }

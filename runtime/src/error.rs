@@ -37,6 +37,14 @@ pub enum Field {
     Bias(u8),
     /// `safe_action` (payload field 14, format v2).
     SafeAction,
+    /// `len` of the action-history record (extension 0x00).
+    HistoryLen,
+    /// `mean` of the action-history record.
+    HistoryMean,
+    /// `inv_std` of the action-history record.
+    HistoryInvStd,
+    /// `weights` of the action-history record.
+    HistoryWeights,
 }
 
 impl fmt::Display for Field {
@@ -55,6 +63,10 @@ impl fmt::Display for Field {
             Field::Scales(n) => write!(f, "layers[{n}].scales"),
             Field::Bias(n) => write!(f, "layers[{n}].bias"),
             Field::SafeAction => f.write_str("safe_action"),
+            Field::HistoryLen => f.write_str("history.len (extension 0x00)"),
+            Field::HistoryMean => f.write_str("history.mean (extension 0x00)"),
+            Field::HistoryInvStd => f.write_str("history.inv_std (extension 0x00)"),
+            Field::HistoryWeights => f.write_str("history.weights (extension 0x00)"),
         }
     }
 }
@@ -284,6 +296,10 @@ pub enum ActError {
         /// Index of the first non-finite element.
         index: usize,
     },
+    /// The policy takes the last applied actions as inputs (an action
+    /// history record): call the `*_with` method with an
+    /// [`ActionHistory`](crate::history::ActionHistory).
+    HistoryRequired,
 }
 
 impl fmt::Display for ActError {
@@ -293,6 +309,9 @@ impl fmt::Display for ActError {
                 write!(f, "observation[{index}] is not finite")
             }
             ActError::NonFiniteAction { index } => write!(f, "action[{index}] is not finite"),
+            ActError::HistoryRequired => {
+                f.write_str("the policy needs the action history (use the *_with methods)")
+            }
         }
     }
 }

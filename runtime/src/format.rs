@@ -518,8 +518,12 @@ impl<'a> Blob<'a> {
                     return Err(FormatError::ExtensionOrder { tag: e.tag });
                 }
                 prev = Some(e.tag);
-                // No required extension is defined yet.
-                if e.tag < OPTIONAL_EXTENSION_TAGS {
+                // The required records this runtime knows; any other
+                // required tag is refused.
+                if e.tag == crate::history::TAG {
+                    let rows = layers[0].map_or(0, |l| l.rows);
+                    crate::history::parse_body(e.body, obs_dim, act_dim, rows)?;
+                } else if e.tag < OPTIONAL_EXTENSION_TAGS {
                     return Err(FormatError::UnknownExtension { tag: e.tag });
                 }
                 // Optional records this runtime knows are checked too.
@@ -582,9 +586,18 @@ impl<'a> Blob<'a> {
         crate::realism::parse_body(e.body, self.obs_dim, self.act_dim).ok()
     }
 
-    /// The optional extension records (tags `0x80–0xFF`), in tag order:
-    /// the ones this runtime knows (see [`Blob::realism`]) and the ones it
-    /// skipped.
+    /// The action-history record (required tag
+    /// [`history::TAG`](crate::history::TAG), checked by [`Blob::parse`]),
+    /// if the policy takes past actions as inputs.
+    pub fn history(&self) -> Option<crate::history::HistoryView<'a>> {
+        let e = self.extensions().find(|e| e.tag == crate::history::TAG)?;
+        let rows = self.layers[0].map_or(0, |l| l.rows);
+        crate::history::parse_body(e.body, self.obs_dim, self.act_dim, rows).ok()
+    }
+
+    /// The extension records, in tag order: the required ones this runtime
+    /// knows (see [`Blob::history`]), the optional ones it knows (see
+    /// [`Blob::realism`]) and the optional ones it skipped.
     pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + '_ {
         self.extensions.iter().flatten().copied()
     }
@@ -615,7 +628,7 @@ fn check_value(field: Field, index: usize, v: f32) -> Result<(), FormatError> {
     Ok(())
 }
 
-fn check_f32s(
+pub(crate) fn check_f32s(
     field: Field,
     bytes: &[u8],
     count: usize,
@@ -637,7 +650,7 @@ fn check_f32s(
     Ok(())
 }
 
-fn scales_positive(field: Field, bytes: &[u8]) -> Result<(), FormatError> {
+pub(crate) fn scales_positive(field: Field, bytes: &[u8]) -> Result<(), FormatError> {
     match f32s(bytes).position(|v| v <= 0.0) {
         Some(index) => Err(FormatError::BadScale { field, index }),
         None => Ok(()),

@@ -23,7 +23,8 @@
 //!   plant codes; with the feature `plants`, the built-in plants. [`sim`]:
 //!   a simulated plant in the driver, shared by the firmware under QEMU and
 //!   `tinyppo simulate`. [`realism`]: sensor noise, quantization and delay,
-//!   actuator delay, slew, lag and deadzone around any plant.
+//!   actuator delay, slew, lag and deadzone around any plant; [`history`]:
+//!   the last applied actions as extra policy inputs.
 //!
 //! All float math is plain IEEE f32 (`libm` and [`math`]) and the int8
 //! sums are exact integers (the device's assembly computes the same ones
@@ -62,6 +63,7 @@ pub mod error;
 pub mod format;
 pub mod gaussian;
 pub mod hal;
+pub mod history;
 pub mod kernels;
 pub mod log;
 pub mod math;

@@ -21,6 +21,7 @@ use rand_core::RngCore;
 use crate::error::{ActError, Field, FormatError};
 use crate::format::{f32s, Activation, Blob, Encoding, Layer, MAX_LAYERS, MAX_WIDTH};
 use crate::gaussian;
+use crate::history::{self, ActionHistory, HistoryView, MAX_HISTORY};
 use crate::kernels::{self, QVec};
 use crate::math;
 
@@ -53,6 +54,7 @@ pub struct Policy<'a, const OBS: usize, const ACT: usize, const HID: usize> {
     log_norm: f32,
     safe: [f32; ACT],
     plant: u8,
+    history: Option<HistoryView<'a>>,
 }
 
 fn fill<const N: usize>(bytes: &[u8]) -> [f32; N] {
@@ -149,6 +151,7 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
                 a
             },
             plant: blob.plant,
+            history: blob.history(),
         })
     }
 
@@ -190,6 +193,16 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         (self.plant != crate::plants::code::UNSPECIFIED).then_some(self.plant)
     }
 
+    /// How many past applied actions the policy takes as inputs (`k` of
+    /// the blob's action-history record; 0 without one). With `k > 0`,
+    /// call the `*_with` methods ([`mean_with`](Self::mean_with),
+    /// [`act_with`](Self::act_with), [`log_prob_with`](Self::log_prob_with))
+    /// or run it in a [`ControlLoop`](crate::control::ControlLoop), which
+    /// keeps the history; the others return [`ActError::HistoryRequired`].
+    pub fn history_len(&self) -> usize {
+        self.history.map_or(0, |h| h.len)
+    }
+
     /// `x̂ = clip((x − mean) ⊙ inv_std, −c, c)`; refuses non-finite input.
     pub fn normalize(&self, obs: &[f32; OBS]) -> Result<[f32; OBS], ActError> {
         let mut out = [0.0; OBS];
@@ -210,8 +223,29 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
 
     /// The deterministic action: the Gaussian's mean `μ(x)`, unclipped.
     pub fn mean(&self, obs: &[f32; OBS]) -> Result<[f32; ACT], ActError> {
+        if self.history.is_some() {
+            return Err(ActError::HistoryRequired);
+        }
         let x = self.normalize(obs)?;
-        Ok(self.forward(&x))
+        Ok(self.forward(&x, &[]))
+    }
+
+    /// [`mean`](Self::mean) of a policy that may take past actions as
+    /// inputs: `hist` holds the actions applied before this tick (ignored
+    /// if the policy has no history record).
+    pub fn mean_with(
+        &self,
+        obs: &[f32; OBS],
+        hist: &ActionHistory<ACT>,
+    ) -> Result<[f32; ACT], ActError> {
+        let x = self.normalize(obs)?;
+        let Some(view) = &self.history else {
+            return Ok(self.forward(&x, &[]));
+        };
+        let mut h = [[0.0f32; ACT]; MAX_HISTORY];
+        let h = h.as_flattened_mut();
+        history::normalize(view, hist, self.obs_clip, h);
+        Ok(self.forward(&x, h.get(..view.width(ACT)).unwrap_or(&[])))
     }
 
     /// The mean, clipped to the action bounds (what a deterministic
@@ -229,7 +263,28 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         obs: &[f32; OBS],
         rng: &mut R,
     ) -> Result<Step<ACT>, ActError> {
-        let mu = self.mean(obs)?;
+        if self.history.is_some() {
+            return Err(ActError::HistoryRequired);
+        }
+        self.sample(self.mean(obs)?, rng)
+    }
+
+    /// [`act`](Self::act) with the actions applied before this tick (see
+    /// [`mean_with`](Self::mean_with)).
+    pub fn act_with<R: RngCore + ?Sized>(
+        &self,
+        obs: &[f32; OBS],
+        hist: &ActionHistory<ACT>,
+        rng: &mut R,
+    ) -> Result<Step<ACT>, ActError> {
+        self.sample(self.mean_with(obs, hist)?, rng)
+    }
+
+    fn sample<R: RngCore + ?Sized>(
+        &self,
+        mu: [f32; ACT],
+        rng: &mut R,
+    ) -> Result<Step<ACT>, ActError> {
         let mut z = [0.0; ACT];
         gaussian::standard_normals(rng, &mut z);
         let mut action = [0.0; ACT];
@@ -255,6 +310,21 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         Ok(gaussian::log_prob(action, &mu, &self.std, self.log_norm))
     }
 
+    /// [`log_prob`](Self::log_prob) with the actions applied before the
+    /// tick of `obs` (see [`mean_with`](Self::mean_with)).
+    pub fn log_prob_with(
+        &self,
+        obs: &[f32; OBS],
+        action: &[f32; ACT],
+        hist: &ActionHistory<ACT>,
+    ) -> Result<f32, ActError> {
+        if let Some(index) = action.iter().position(|a| !a.is_finite()) {
+            return Err(ActError::NonFiniteAction { index });
+        }
+        let mu = self.mean_with(obs, hist)?;
+        Ok(gaussian::log_prob(action, &mu, &self.std, self.log_norm))
+    }
+
     /// Entropy of the action distribution (state-independent).
     pub fn entropy(&self) -> f32 {
         gaussian::entropy(&self.log_std)
@@ -266,16 +336,51 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         }
     }
 
-    /// The MLP on a normalized observation.
-    fn forward(&self, x: &[f32; OBS]) -> [f32; ACT] {
+    /// The MLP on a normalized observation and (possibly empty)
+    /// normalized history `h`.
+    fn forward(&self, x: &[f32; OBS], h: &[f32]) -> [f32; ACT] {
+        match (&self.history, self.layers[0]) {
+            (Some(view), Some(l0)) if !h.is_empty() => self.forward_history(x, h, view, &l0),
+            _ => self.forward_bias0(x, None),
+        }
+    }
+
+    /// With a history, the first layer's bias becomes `b₀ + W_h ĥ` (f32,
+    /// little-endian like the blob's), computed once here; a policy
+    /// without one never pays for the buffer.
+    #[inline(never)]
+    fn forward_history(
+        &self,
+        x: &[f32; OBS],
+        h: &[f32],
+        view: &HistoryView<'_>,
+        l0: &Layer<'_>,
+    ) -> [f32; ACT] {
+        let mut bias0 = [0u8; 4 * MAX_WIDTH];
+        let n = h.len();
+        for ((out, b), w) in bias0
+            .chunks_exact_mut(4)
+            .zip(f32s(l0.bias))
+            .zip(view.weights.chunks_exact(4 * n.max(1)))
+        {
+            let mut v = b;
+            for (wj, hj) in f32s(w).zip(h) {
+                v += wj * hj;
+            }
+            out.copy_from_slice(&v.to_le_bytes());
+        }
+        self.forward_bias0(x, bias0.get(..4 * l0.rows))
+    }
+
+    fn forward_bias0(&self, x: &[f32; OBS], bias0: Option<&[u8]>) -> [f32; ACT] {
         match self.encoding {
-            Encoding::F32 => self.forward_f32(x),
-            Encoding::Int8 => self.forward_i8(x),
+            Encoding::F32 => self.forward_f32(x, bias0),
+            Encoding::Int8 => self.forward_i8(x, bias0),
         }
     }
 
     /// f32 weights: two ping-pong activation buffers of `HID` floats.
-    fn forward_f32(&self, x: &[f32; OBS]) -> [f32; ACT] {
+    fn forward_f32(&self, x: &[f32; OBS], bias0: Option<&[u8]>) -> [f32; ACT] {
         let mut out = [0.0f32; ACT];
         let (mut buf_a, mut buf_b) = ([0.0f32; HID], [0.0f32; HID]);
         let (mut cur, mut next) = (&mut buf_a, &mut buf_b);
@@ -285,18 +390,18 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         while let Some(layer) = layers.next() {
             // `get(..n)` with lengths validated by `from_blob`: never empty
             // in practice, and no panic path if it were.
-            let input: &[f32] = if first {
-                &x[..]
+            let (input, bias): (&[f32], &[u8]) = if first {
+                (&x[..], bias0.unwrap_or(layer.bias))
             } else {
-                cur.get(..width).unwrap_or(&[])
+                (cur.get(..width).unwrap_or(&[]), layer.bias)
             };
             first = false;
             if layers.peek().is_none() {
-                kernels::dense_f32(layer.weights, layer.bias, input, &mut out);
+                kernels::dense_f32(layer.weights, bias, input, &mut out);
                 break;
             }
             let y = next.get_mut(..layer.rows).unwrap_or(&mut []);
-            kernels::dense_f32(layer.weights, layer.bias, input, y);
+            kernels::dense_f32(layer.weights, bias, input, y);
             match self.activation {
                 Activation::Tanh => y.iter_mut().for_each(|v| *v = math::tanh(*v)),
                 Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
@@ -312,7 +417,7 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
     /// quantization for tanh (`docs/FORMAT.md`, "Inference semantics").
     /// One `QVec` of `HID` serves every hidden layer: its sums are done
     /// before the next input overwrites it.
-    fn forward_i8(&self, x: &[f32; OBS]) -> [f32; ACT] {
+    fn forward_i8(&self, x: &[f32; OBS], bias0: Option<&[u8]>) -> [f32; ACT] {
         let mut out = [0.0f32; ACT];
         let mut q_obs = QVec::<OBS>::new();
         let mut q = QVec::<HID>::new();
@@ -322,28 +427,26 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         let mut layers = self.layers.iter().flatten().peekable();
         let mut first = true;
         while let Some(layer) = layers.next() {
-            let input = if first {
-                q_obs.as_input(OBS)
+            let (input, bias) = if first {
+                (q_obs.as_input(OBS), bias0.unwrap_or(layer.bias))
             } else {
-                q.as_input(width)
+                (q.as_input(width), layer.bias)
             };
             first = false;
             if layers.peek().is_none() {
                 let mut acc_out = [0i32; ACT];
                 kernels::matvec_i8(layer.weights, input, &mut acc_out);
-                kernels::rescale(&acc_out, layer.scales, layer.bias, s_x, &mut out);
+                kernels::rescale(&acc_out, layer.scales, bias, s_x, &mut out);
                 break;
             }
             let acc = acc.get_mut(..layer.rows).unwrap_or(&mut []);
             kernels::matvec_i8(layer.weights, input, acc);
             s_x = match self.activation {
-                Activation::Tanh => {
-                    kernels::requant_tanh(acc, layer.scales, layer.bias, s_x, &mut q)
-                }
+                Activation::Tanh => kernels::requant_tanh(acc, layer.scales, bias, s_x, &mut q),
                 Activation::Relu => {
                     let mut y = [0.0f32; HID];
                     let y = y.get_mut(..layer.rows).unwrap_or(&mut []);
-                    kernels::rescale_relu(acc, layer.scales, layer.bias, s_x, y);
+                    kernels::rescale_relu(acc, layer.scales, bias, s_x, y);
                     kernels::quantize(y, &mut q)
                 }
             };

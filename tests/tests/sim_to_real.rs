@@ -45,7 +45,7 @@ fn cfg(reg: &Registry, sets: &[&str]) -> config::TrainConfig {
     config::resolve(reg.get("pendulum").unwrap(), None, &sets).unwrap()
 }
 
-fn opts(stop: Option<u64>) -> run::RunOptions {
+pub(crate) fn opts(stop: Option<u64>) -> run::RunOptions {
     run::RunOptions {
         checkpoint_every: std::time::Duration::ZERO,
         final_eval: false,
@@ -54,7 +54,7 @@ fn opts(stop: Option<u64>) -> run::RunOptions {
     }
 }
 
-fn read(dir: &std::path::Path, f: &str) -> Vec<u8> {
+pub(crate) fn read(dir: &std::path::Path, f: &str) -> Vec<u8> {
     std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
 }
 
@@ -521,4 +521,100 @@ proptest! {
         wild_run::<CartPole, 4>(first(&r), &actions, seed);
         wild_run::<DcMotor, 3>(first(&r), &actions, seed);
     }
+}
+
+/// The realism record of `docs/FORMAT.md` ("Realism record (tag 0x80)",
+/// the example): pendulum, O = 3, A = 1. The expected body is written
+/// field by field from the spec's table — byte strings are a varint
+/// length in bytes and the LE f32s, delays one raw byte each, the scalars
+/// plain LE f32 — and compared with the runtime's encoder, with the hex
+/// printed in the doc, and with what `parse_body` and `Blob::parse` read
+/// back.
+#[test]
+fn golden_realism_record() {
+    use tinyppo_runtime::realism::{encode_body, parse_body, TAG};
+    let r = RtRealism::<3, 1> {
+        obs_noise: [0.01, 0.01, 0.05],
+        obs_resolution: [0.0; 3],
+        obs_delay: 1,
+        action_delay: 2,
+        actuator_tau: 0.05,
+        rate_limit: [40.0],
+        deadzone: [0.0],
+        smoothness: 0.01,
+    };
+    let le = |v: f32| v.to_le_bytes();
+    let mut want = Vec::new();
+    want.push(12); // 1 obs_noise: 12 bytes
+    for v in [0.01f32, 0.01, 0.05] {
+        want.extend(le(v));
+    }
+    want.push(12); // 2 obs_resolution: 12 bytes
+    for v in [0.0f32; 3] {
+        want.extend(le(v));
+    }
+    want.push(1); // 3 obs_delay
+    want.push(2); // 4 action_delay
+    want.extend(le(0.05)); // 5 actuator_tau
+    want.push(4); // 6 rate_limit: 4 bytes
+    want.extend(le(40.0));
+    want.push(4); // 7 deadzone: 4 bytes
+    want.extend(le(0.0));
+    want.extend(le(0.01)); // 8 smoothness
+    assert_eq!(want.len(), 14 + 8 * (3 + 1));
+
+    let mut buf = [0u8; 128];
+    let n = encode_body(&r.spec(), &mut buf).unwrap();
+    let got = &buf[..n];
+    assert_eq!(got, &want[..]);
+    // The bytes printed in docs/FORMAT.md.
+    let golden = "0c 0a d7 23 3c 0a d7 23 3c cd cc 4c 3d 0c 00 00 \
+                  00 00 00 00 00 00 00 00 00 00 01 02 cd cc 4c 3d \
+                  04 00 00 20 42 04 00 00 00 00 0a d7 23 3c";
+    let hex = |b: &[u8]| {
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        hex(got),
+        golden.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    // The f32 bit patterns the doc's table names.
+    assert_eq!(
+        [0.01f32, 0.05, 40.0].map(f32::to_bits),
+        [0x3C23_D70A, 0x3D4C_CCCD, 0x4220_0000]
+    );
+
+    // Read back: the same settings.
+    let v = parse_body(&want, 3, 1).unwrap();
+    assert_eq!(RtRealism::<3, 1>::from_view(&v), Some(r));
+    assert_eq!(
+        Realism::from_view(&v).describe(),
+        "obs_noise [0.01, 0.01, 0.05], obs_delay 1, action_delay 2, \
+         actuator_tau 0.05 s, rate_limit [40.0]/s, smoothness 0.01"
+    );
+
+    // In a blob: payload field 15 ends the payload as `01 80 2e ⟨body⟩`,
+    // and `Blob::realism` gives the settings.
+    let net = crate::util::Net::random(
+        &mut crate::util::TestRng::new(5),
+        3,
+        1,
+        &[4],
+        tinyppo_runtime::Activation::Tanh,
+        (-1.0, 0.0),
+    );
+    let ext = [tinyppo_runtime::Extension {
+        tag: TAG,
+        body: &want,
+    }];
+    let blob = net.encode_int8_for(0x00, &ext);
+    let payload = crate::util::payload_of(&blob);
+    let tail = [&[0x01, 0x80, 0x2e][..], &want].concat();
+    assert!(payload.ends_with(&tail), "{}", hex(payload));
+    let b = Blob::parse(&blob).unwrap();
+    assert_eq!(RtRealism::<3, 1>::from_blob(&b), r);
+    assert_eq!(b.realism().unwrap(), v);
 }

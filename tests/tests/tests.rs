@@ -28,6 +28,8 @@ mod device_hal;
 mod device_log;
 mod device_sim;
 
+mod action_history;
+
 mod offpolicy_finetune;
 mod offpolicy_is;
 mod offpolicy_loss;

@@ -267,3 +267,96 @@ fn no_builtin_plant_name_outside_the_registry() {
     }
     assert!(found.is_empty(), "{found:#?}");
 }
+
+/// The user's plant takes `[randomize]` and `[realism]` exactly as a
+/// built-in does: its parameters by the names of `LagParams`, drawn per
+/// episode; the effects around it in training, deterministic per seed;
+/// the settings exported into the blob and applied by `eval`.
+#[test]
+fn user_plant_trains_with_randomize_and_realism() {
+    use tinyppo_runtime::realism::{Realism as RtRealism, Realistic};
+    use tinyppo_trainer::realism::Realism;
+    use tinyppo_trainer::registry::Model;
+
+    use crate::sim_to_real::{opts, read};
+
+    let reg = registry();
+    let plant = reg.get("lag").unwrap();
+    let sets: Vec<String> = [
+        "seed=3",
+        "total_timesteps=512", // two updates of 2 × 128 steps
+        "randomize.tau=0.5:1.5",
+        "realism.obs_noise=[0.02, 0.0]",
+        "realism.action_delay=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let cfg = || config::resolve(plant, None, &sets).unwrap();
+
+    // Every episode draws its own tau (× the default 2.0) around an
+    // unchanged gain, in the realistic wrapper.
+    let mut env = plant.make_training_env(&cfg()).unwrap();
+    let mut rng = tinyppo_runtime::rng::seeded(3);
+    let mut obs = [0.0; 2];
+    let mut taus = Vec::new();
+    for _ in 0..50 {
+        env.reset(&mut rng, &mut obs);
+        type Saved = (<Realistic<Lag, 2, 1> as Plant<2, 1>>::State, LagParams);
+        let (_, p): Saved = postcard::from_bytes(&env.save_state().unwrap()).unwrap();
+        assert!((1.0..3.0).contains(&p.tau), "{p:?}");
+        assert_eq!(p.gain, 1.0, "not randomized");
+        taus.push(p.tau);
+    }
+    taus.sort_by(f32::total_cmp);
+    taus.dedup();
+    assert!(taus.len() > 45, "{} distinct taus", taus.len());
+
+    // Two runs with the same seed write the same checkpoint.
+    let tmp = TempDir::new("user-plant-s2r");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let s = run::train(&reg, cfg(), &a, &opts(None), &mut |_| {}).unwrap();
+    assert_eq!(s.updates, 2);
+    run::train(&reg, cfg(), &b, &opts(None), &mut |_| {}).unwrap();
+    assert_eq!(read(&a, "checkpoint.bin"), read(&b, "checkpoint.bin"));
+    assert_eq!(read(&a, "policy.bin"), read(&b, "policy.bin"));
+
+    // The blob carries the realism, and eval applies it by default.
+    let blob = read(&a, "policy.bin");
+    let bl = Blob::parse(&blob).unwrap();
+    let want = RtRealism::<2, 1> {
+        obs_noise: [0.02, 0.0],
+        action_delay: 1,
+        ..RtRealism::NONE
+    };
+    let v = bl.realism().expect("a realism record");
+    assert_eq!(RtRealism::<2, 1>::from_view(&v), Some(want));
+    let on = |realism: Realism| Model {
+        realism: Some(realism),
+        params: None,
+    };
+    let rets = plant.eval_blob(&blob, 3, 1, false).unwrap();
+    let exported = Realism::of_blob(&bl);
+    assert_eq!(
+        rets,
+        plant
+            .eval_blob_on(&blob, 3, 1, false, &on(exported))
+            .unwrap()
+    );
+    assert_ne!(
+        rets,
+        plant
+            .eval_blob_on(&blob, 3, 1, false, &on(Realism::none(2, 1)))
+            .unwrap()
+    );
+
+    // An unknown name lists the plant's parameters.
+    let e = config::resolve(plant, None, &["randomize.taus=0.5:1.5".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--set randomize.taus=0.5:1.5")
+            && e.contains("a parameter of plant lag: gain, tau"),
+        "{e}"
+    );
+}

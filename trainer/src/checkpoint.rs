@@ -228,6 +228,7 @@ mod v2 {
                     adam_eps: c.adam_eps,
                     eval_episodes: c.eval_episodes,
                     threads: c.threads,
+                    action_history: 0,
                     ppo: PpoParams {
                         num_minibatches: c.num_minibatches,
                         update_epochs: c.update_epochs,

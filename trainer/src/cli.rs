@@ -154,10 +154,27 @@ enum Cmd {
     Finetune(Box<FinetuneArgs>),
     /// Plot the learning curves of several runs: one panel per plant, one
     /// median line with a min–max band per algorithm (over the runs given).
+    ///
+    /// With --sweep, compare saved robustness sweeps instead (the
+    /// sweep.json that `eval --sweep` writes): one panel per plant and
+    /// swept quantity, one line per label (median over its sweeps, band
+    /// lowest–highest), the other axes at their nominal value or --at.
     Plot {
         /// Run directories (each with config.toml and metrics.csv).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "sweep", conflicts_with = "sweep")]
         runs: Vec<PathBuf>,
+        /// LABEL=PATH: a sweep.json (or the --out directory holding it)
+        /// drawn as line LABEL; repeat the label for several seeds.
+        #[arg(long, value_name = "LABEL=PATH")]
+        sweep: Vec<String>,
+        /// Only these swept quantities (default: every axis with more than
+        /// one value).
+        #[arg(long, value_name = "NAME", requires = "sweep")]
+        axis: Vec<String>,
+        /// NAME=VALUE: hold axis NAME at VALUE (the grid value nearest it)
+        /// in the other panels.
+        #[arg(long, value_name = "NAME=VALUE", requires = "sweep")]
+        at: Vec<String>,
         /// Output PNG.
         #[arg(long, default_value = "learning-curves.png")]
         out: PathBuf,
@@ -228,11 +245,11 @@ struct EvalArgs {
     /// values from LO to HI; repeat for a grid.
     #[arg(long, value_name = "NAME=LO:HI:N")]
     sweep: Vec<String>,
-    /// Directory for the sweep's sweep.csv and sweep.png (needed with
+    /// Directory for the sweep's sweep.csv, sweep.png and sweep.json (needed with
     /// --sweep).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Overwrite sweep.csv and sweep.png in --out.
+    /// Overwrite sweep.csv, sweep.png and sweep.json in --out.
     #[arg(long)]
     force: bool,
 }
@@ -423,7 +440,14 @@ where
     let reg = &registry;
     let r = match cli.cmd {
         Cmd::Train(a) => train(reg, a),
-        Cmd::Plot { runs, out } => plot_runs(&runs, &out),
+        Cmd::Plot {
+            sweep,
+            axis,
+            at,
+            out,
+            ..
+        } if !sweep.is_empty() => plot_sweeps(&sweep, &axis, &at, &out),
+        Cmd::Plot { runs, out, .. } => plot_runs(&runs, &out),
         Cmd::Eval(a) => eval(reg, &a),
         Cmd::Export {
             checkpoint: Some(dir),
@@ -521,6 +545,48 @@ fn plants(reg: &Registry, json: bool) -> Result<()> {
 }
 
 /// `tinyppo plot`: groups runs by plant (panels) and algorithm (bands).
+/// `tinyppo plot --sweep LABEL=PATH…`: saved sweeps compared in one PNG.
+fn plot_sweeps(sweeps: &[String], axes: &[String], at: &[String], out: &Path) -> Result<()> {
+    let sweeps = sweeps
+        .iter()
+        .map(|s| {
+            let (label, path) = s
+                .split_once('=')
+                .with_context(|| format!("--sweep {s}: expected LABEL=PATH"))?;
+            Ok((
+                label.to_string(),
+                crate::sweep::Saved::read(Path::new(path))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let at = at
+        .iter()
+        .map(|s| {
+            let (name, v) = s
+                .split_once('=')
+                .with_context(|| format!("--at {s}: expected NAME=VALUE"))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .with_context(|| format!("--at {s}: VALUE {v:?} is not a finite number"))?;
+            Ok((name.trim().to_string(), v))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (name, _) in &at {
+        if !sweeps
+            .iter()
+            .any(|(_, s)| s.axes.iter().any(|a| &a.0 == name))
+        {
+            bail!("--at {name}=…: no sweep has an axis {name}");
+        }
+    }
+    crate::sweep::compare_plot(out, &sweeps, axes, &at)?;
+    outln!("wrote {}", out.display());
+    Ok(())
+}
+
 fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<()> {
     let mut panels: Vec<report::Panel> = Vec::new();
     for dir in runs {
@@ -754,10 +820,9 @@ fn sweep(
     a: &EvalArgs,
     realism: Option<Realism>,
 ) -> Result<()> {
-    let out = a
-        .out
-        .as_deref()
-        .context("--sweep writes sweep.csv and sweep.png: give their directory with --out DIR")?;
+    let out = a.out.as_deref().context(
+        "--sweep writes sweep.csv, sweep.png and sweep.json: give their directory with --out DIR",
+    )?;
     let base = match realism {
         Some(r) => r,
         None => {
@@ -776,8 +841,12 @@ fn sweep(
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         bail!("--sweep {} is given twice", w[0]);
     }
-    let (csv, png) = (out.join("sweep.csv"), out.join("sweep.png"));
-    for f in [&csv, &png] {
+    let (csv, png, json) = (
+        out.join("sweep.csv"),
+        out.join("sweep.png"),
+        out.join("sweep.json"),
+    );
+    for f in [&csv, &png, &json] {
         if f.exists() && !a.force {
             bail!(
                 "{} exists: pass --force to overwrite it, or choose another --out",
@@ -798,14 +867,15 @@ fn sweep(
         plant.name()
     );
     sw.plot(&png, &title)?;
+    let mut v = sw.json();
+    v["policy"] = serde_json::json!(a.policy.display().to_string());
+    v["env"] = serde_json::json!(plant.name());
+    v["seed"] = serde_json::json!(a.seed);
+    v["base_realism"] = serde_json::json!(base);
+    v["csv"] = serde_json::json!(csv.display().to_string());
+    v["png"] = serde_json::json!(png.display().to_string());
+    checkpoint::write_atomic(&json, format!("{v:#}\n").as_bytes())?;
     if a.json {
-        let mut v = sw.json();
-        v["policy"] = serde_json::json!(a.policy.display().to_string());
-        v["env"] = serde_json::json!(plant.name());
-        v["seed"] = serde_json::json!(a.seed);
-        v["base_realism"] = serde_json::json!(base);
-        v["csv"] = serde_json::json!(csv.display().to_string());
-        v["png"] = serde_json::json!(png.display().to_string());
         outln!("{v}");
         return Ok(());
     }
@@ -826,7 +896,12 @@ fn sweep(
             base.describe()
         );
     }
-    outln!("wrote {} and {}", csv.display(), png.display());
+    outln!(
+        "wrote {}, {} and {}",
+        csv.display(),
+        png.display(),
+        json.display()
+    );
     Ok(())
 }
 
@@ -885,6 +960,7 @@ fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
             "safe_action": safe,
             "log_std": f(b.log_std),
             "realism": b.realism().map(|v| crate::realism::Realism::from_view(&v)),
+            "action_history": b.history().map_or(0, |h| h.len),
             "extensions": b.extensions().map(|e| serde_json::json!({"tag": e.tag, "bytes": e.body.len()})).collect::<Vec<_>>(),
         });
         outln!("{v}");
@@ -920,15 +996,25 @@ fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
         }
     );
     outln!("log std         {:?}", f(b.log_std));
+    match b.history() {
+        Some(h) => outln!(
+            "action history  {} (the last {} applied actions are inputs too: {} → {} first-layer columns)",
+            h.len,
+            h.len,
+            b.obs_dim,
+            b.obs_dim + h.width(b.act_dim)
+        ),
+        None => outln!("action history  none"),
+    }
     outln!(
         "realism         {}",
         crate::realism::Realism::of_blob(&b).describe()
     );
     for e in b.extensions() {
-        let what = if e.tag == tinyppo_runtime::realism::TAG {
-            " (realism)"
-        } else {
-            ""
+        let what = match e.tag {
+            tinyppo_runtime::realism::TAG => " (realism)",
+            tinyppo_runtime::history::TAG => " (action history, required)",
+            _ => "",
         };
         outln!(
             "extension       tag {:#04x}{what}, {} bytes",
@@ -1066,6 +1152,13 @@ fn print_import(r: &ImportReport, max_lag: u32) {
     );
     for (id, n) in &r.unknown {
         outln!("unknown policy id {id}: {n} records (not in this run's policies.json)");
+    }
+    if r.history_unknown > 0 {
+        outln!(
+            "left out {} records whose action history the log does not tell (a dropped or \
+             lost entry among their last action_history ticks)",
+            r.history_unknown
+        );
     }
     outln!(
         "behaviour log-prob recomputed for {} records: {} mismatches (> tolerance), max |diff| {:.3e}{}",

@@ -117,6 +117,12 @@ pub struct TrainConfig {
     /// Threads for the update: 1 = serial, 2 = actor and critic gradients
     /// in parallel. Results are bit-identical either way.
     pub threads: usize,
+    /// Past applied actions the policy sees besides the observation
+    /// (`k`, 0–8; 0 = none): the actor and critic take
+    /// `[o_t, a_{t−1}, …, a_{t−k}]`, the blob records `k` (a required
+    /// record, so a firmware that cannot build the history refuses it) and
+    /// the device's control loop builds it exactly as training did.
+    pub action_history: usize,
     /// PPO's clipped epochs (`[ppo]`; A2C takes one full-batch step and
     /// reads none of them; `finetune` starts from them).
     pub ppo: PpoParams,
@@ -215,6 +221,7 @@ impl Default for TrainConfig {
             adam_eps: 1e-5,
             eval_episodes: 100,
             threads: 1,
+            action_history: 0,
             ppo: PpoParams::default(),
             reinforce: ReinforceParams::default(),
             realism: RealismConfig::default(),
@@ -459,15 +466,16 @@ fn check_against(t: &toml::Table, known: &toml::Table, prefix: &str, origin: &st
                 if let Some(g) = group {
                     bail!("{origin}: unknown hyperparameter {k:?}: it is {g}.{k} (in [{g}])");
                 }
+                // Every key of this table, by its full name.
                 let names: Vec<String> = known
                     .iter()
                     .flat_map(|(g, sub)| match sub {
-                        toml::Value::Table(sub) => {
-                            sub.keys().map(|k| format!("{g}.{k}")).collect::<Vec<_>>()
-                        }
-                        _ => vec![g.clone()],
+                        toml::Value::Table(sub) => sub
+                            .keys()
+                            .map(|k| format!("{prefix}{g}.{k}"))
+                            .collect::<Vec<_>>(),
+                        _ => vec![format!("{prefix}{g}")],
                     })
-                    .filter(|n| prefix.is_empty() || n.starts_with(prefix))
                     .collect();
                 bail!(
                     "{origin}: unknown hyperparameter {:?}; known: {}",
@@ -506,6 +514,19 @@ impl TrainConfig {
     /// (dimensions, episode length, parameter names) and returns them
     /// resolved; the error names the key.
     pub fn validate_for(&self, plant: &RegisteredPlant) -> Result<(Realism, Randomizer)> {
+        let width = plant.obs_dim() + self.action_history * plant.act_dim();
+        if width > tinyppo_runtime::format::MAX_WIDTH {
+            bail!(
+                "action_history = {}: plant {} would give the policy {width} inputs \
+                 ({} observations + {}·{} actions), the device takes at most {}",
+                self.action_history,
+                plant.name(),
+                plant.obs_dim(),
+                self.action_history,
+                plant.act_dim(),
+                tinyppo_runtime::format::MAX_WIDTH
+            );
+        }
         let realism =
             self.realism
                 .resolve(plant.obs_dim(), plant.act_dim(), plant.max_episode_steps())?;
@@ -550,6 +571,12 @@ impl TrainConfig {
             .positive("adam_eps", self.adam_eps)
             .count("eval_episodes", self.eval_episodes as u64, 1, 1 << 20)
             .count("threads", self.threads as u64, 1, 2)
+            .count(
+                "action_history",
+                self.action_history as u64,
+                0,
+                tinyppo_runtime::history::MAX_HISTORY as u64,
+            )
             .count("ppo.num_minibatches", mb as u64, 1, MAX_BATCH as u64)
             .rule(
                 self.algo != Algo::Ppo || (mb > 0 && self.batch_size() % mb == 0),

@@ -4,6 +4,7 @@
 //! [`RegisteredPlant::eval_blob`](crate::registry::RegisteredPlant::eval_blob).
 
 use anyhow::{Context, Result};
+use tinyppo_runtime::history::ActionHistory;
 use tinyppo_runtime::plants::Plant;
 use tinyppo_runtime::rng::seeded;
 use tinyppo_runtime::Policy;
@@ -29,8 +30,8 @@ pub fn eval_on<P: Plant<O, A> + Send, const O: usize, const A: usize>(
         return Ok((0..episodes)
             .map(|_| {
                 let (plant, obs) = reset(&mut rng);
-                episode(&policy, plant, obs, |o| {
-                    policy.act(o, &mut rng).map(|s| s.applied)
+                episode(&policy, plant, obs, |o, h| {
+                    policy.act_with(o, h, &mut rng).map(|s| s.applied)
                 })
             })
             .collect());
@@ -40,7 +41,13 @@ pub fn eval_on<P: Plant<O, A> + Send, const O: usize, const A: usize>(
     // on two threads (the same returns as one after the other; a 100-
     // episode evaluation ends every `tinyppo train`).
     let starts: Vec<(P, [f32; O])> = (0..episodes).map(|_| reset(&mut rng)).collect();
-    let play = |(plant, obs)| episode(&policy, plant, obs, |o| policy.mean_applied(o));
+    let play = |(plant, obs)| {
+        episode(&policy, plant, obs, |o, h| {
+            let mut m = policy.mean_with(o, h)?;
+            clip(&mut m, policy.action_low(), policy.action_high());
+            Ok::<_, tinyppo_runtime::ActError>(m)
+        })
+    };
     let mut starts = starts.into_iter();
     let first: Vec<_> = starts.by_ref().take(episodes / 2).collect();
     Ok(std::thread::scope(|s| {
@@ -66,17 +73,34 @@ pub fn load_for<P: Plant<O, A>, const O: usize, const A: usize>(
         })
 }
 
+/// `a` clipped to `[low, high]` (what `Policy::mean_applied` does).
+fn clip<const A: usize>(a: &mut [f32; A], low: &[f32; A], high: &[f32; A]) {
+    for ((v, &lo), &hi) in a.iter_mut().zip(low).zip(high) {
+        *v = if *v < lo {
+            lo
+        } else if *v > hi {
+            hi
+        } else {
+            *v
+        };
+    }
+}
+
 /// The return of one episode from a reset plant; `act` chooses the
-/// actions (the policy's safe action where it fails).
+/// actions from the observation and the actions applied so far (the
+/// policy's safe action where it fails, and before the first tick), as
+/// the device's control loop does.
 fn episode<P: Plant<O, A>, E, const O: usize, const A: usize>(
     policy: &Policy<'_, O, A, 256>,
     mut plant: P,
     mut obs: [f32; O],
-    mut act: impl FnMut(&[f32; O]) -> Result<[f32; A], E>,
+    mut act: impl FnMut(&[f32; O], &ActionHistory<A>) -> Result<[f32; A], E>,
 ) -> f64 {
     let mut ret = 0.0f64;
+    let mut hist = ActionHistory::new(policy.safe_action());
     loop {
-        let a = act(&obs).unwrap_or_else(|_| policy.safe_action());
+        let a = act(&obs, &hist).unwrap_or_else(|_| policy.safe_action());
+        hist.push(a);
         let tr = plant.step(&a);
         ret += tr.reward as f64;
         obs = tr.obs;

@@ -17,6 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tinyppo_runtime::format::{self, max_encoded_len, BlobSpec, LayerSpec, WeightsSpec};
+use tinyppo_runtime::history::HistorySpec;
 use tinyppo_runtime::{Activation, Extension};
 
 use crate::algo::TrainState;
@@ -51,16 +52,17 @@ pub fn quantize_rows(w: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>)
 /// Encodes the actor of `state`, a run on `plant`, as a blob.
 pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) -> Result<Vec<u8>> {
     let m = &state.model;
-    if state.cfg.env != plant.name()
-        || (m.obs_dim(), m.act_dim()) != (plant.obs_dim(), plant.act_dim())
-    {
+    // The model's inputs: the observation, then `k` past actions.
+    let k = state.cfg.action_history;
+    let inputs = plant.obs_dim() + k * plant.act_dim();
+    if state.cfg.env != plant.name() || (m.obs_dim(), m.act_dim()) != (inputs, plant.act_dim()) {
         bail!(
-            "the run is on plant {:?} with a {}→{} model, not on {} ({}→{})",
+            "the run is on plant {:?} with a {}→{} model, not on {} ({}→{} with {k} past actions)",
             state.cfg.env,
             m.obs_dim(),
             m.act_dim(),
             plant.name(),
-            plant.obs_dim(),
+            inputs,
             plant.act_dim()
         );
     }
@@ -77,20 +79,50 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
     // The run's realism, for simulating the board as it was trained.
     let (realism, _) = state.cfg.validate_for(plant)?;
     let body = realism.encode();
-    let extensions: Vec<Extension> = if realism.is_none() {
-        vec![]
-    } else {
-        vec![Extension {
+    // With a history, the first layer's history columns and their
+    // normalization go into the history record (f32), the rest as usual.
+    let (ow0, _, rows0, _) = m.actor.layer_offsets(0);
+    let split = crate::history::split(
+        &params[ow0..ow0 + rows0 * inputs],
+        rows0,
+        plant.obs_dim(),
+        &mean,
+        &inv_std,
+    );
+    let hist_spec = HistorySpec {
+        len: k as u8,
+        mean: &split.hist_mean,
+        inv_std: &split.hist_inv_std,
+        weights: &split.w_hist,
+    };
+    let mut hist_body = vec![0u8; tinyppo_runtime::history::max_body_len(&hist_spec)];
+    let n = tinyppo_runtime::history::encode_body(&hist_spec, &mut hist_body)
+        .context("encoding the action-history record")?;
+    hist_body.truncate(n);
+    let mut extensions: Vec<Extension> = Vec::new();
+    if k > 0 {
+        extensions.push(Extension {
+            tag: tinyppo_runtime::history::TAG,
+            body: &hist_body,
+        });
+    }
+    if !realism.is_none() {
+        extensions.push(Extension {
             tag: tinyppo_runtime::realism::TAG,
             body: &body,
-        }]
-    };
+        });
+    }
+    let (mean, inv_std) = (split.obs_mean, split.obs_inv_std);
     let n_layers = m.actor.n_layers();
     let mut f32_layers = Vec::new();
     let mut q_layers = Vec::new();
     for l in 0..n_layers {
         let (ow, ob, rows, cols) = m.actor.layer_offsets(l);
-        let w = &params[ow..ob];
+        let (w, cols) = if l == 0 {
+            (&split.w_obs[..], plant.obs_dim())
+        } else {
+            (&params[ow..ob], cols)
+        };
         let b = &params[ob..ob + rows];
         f32_layers.push((w, b));
         q_layers.push((quantize_rows(w, rows, cols), b));
@@ -112,7 +144,7 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
             .collect(),
     };
     let spec = BlobSpec {
-        obs_dim: m.obs_dim(),
+        obs_dim: plant.obs_dim(),
         act_dim: m.act_dim(),
         hidden: &m.actor.sizes[1..m.actor.sizes.len() - 1],
         activation: match m.actor.act {

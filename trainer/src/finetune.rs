@@ -476,9 +476,10 @@ pub fn finetune(
         .filter_map(|r| Some((u32::from_str_radix(&r.id, 16).ok()?, r.version)))
         .collect();
     let current = idx.latest_version();
-    let log = decode_files(logs)?;
+    let (log, history_unknown) = with_history(decode_files(logs)?, &cfg, &plant);
     let ctx = ImportCtx::of_state(&plant, &state, &versions, &blobs, current, fc);
-    let (logs_ds, report) = import_log(&log, &ctx)?;
+    let (logs_ds, mut report) = import_log(&log, &ctx)?;
+    report.history_unknown = history_unknown;
     // The decoded records are in the dataset now: free them before the
     // updates (memory grows with the steps kept, not with the logs).
     drop(log);
@@ -530,7 +531,7 @@ pub fn finetune(
                 deterministic: false,
             };
             let (bytes, st) = plant.simulate_blob(&blob, &sim_cfg)?;
-            let fresh_log = decode_stream(&bytes);
+            let (fresh_log, _) = with_history(decode_stream(&bytes), &cfg, &plant);
             let v = BTreeMap::from([(id, current)]);
             let b = BTreeMap::from([(id, blob)]);
             let fctx = ImportCtx::of_state(&plant, &state, &v, &b, current, fc);
@@ -867,4 +868,25 @@ fn update(
         kl_mu_prox: kl_behaviour_prox(&log_rhos),
         ..FinetuneMetrics::default()
     })
+}
+
+/// The log as the run's policy saw it: with `action_history = k > 0`,
+/// every observation followed by its last `k` applied actions, rebuilt
+/// from the log ([`crate::history::augment`]); and how many records could
+/// not be rebuilt (left out).
+fn with_history(
+    log: crate::logs::DecodedLog,
+    cfg: &crate::config::TrainConfig,
+    plant: &RegisteredPlant,
+) -> (crate::logs::DecodedLog, usize) {
+    match cfg.action_history {
+        0 => (log, 0),
+        k => crate::history::augment(
+            log,
+            k,
+            plant.action_low(),
+            plant.action_high(),
+            plant.safe_action(),
+        ),
+    }
 }

@@ -90,6 +90,7 @@ pub mod evaluate;
 pub mod export;
 pub mod finetune;
 pub mod gae;
+pub mod history;
 pub mod logs;
 pub mod loss;
 pub mod mlp;

@@ -60,16 +60,17 @@ impl fmt::Display for ParamRange {
 }
 
 impl ParamRange {
-    /// Parses `LO:HI[:abs][:log]`; the error says what was expected.
+    /// Parses `LO:HI[:abs][:log]`; the error says what was expected (it
+    /// follows "expected" in the message).
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut parts = s.split(':').map(str::trim);
         let num = |p: Option<&str>, what: &str| -> Result<f64, String> {
-            let p = p.ok_or_else(|| format!("expected LO:HI[:abs][:log], {what} is missing"))?;
-            let v: f64 = p.parse().map_err(|_| {
-                format!("{what} {p:?} is not a number (expected LO:HI[:abs][:log])")
-            })?;
+            let p = p.ok_or_else(|| format!("LO:HI[:abs][:log] ({what} is missing)"))?;
+            let v: f64 = p
+                .parse()
+                .map_err(|_| format!("LO:HI[:abs][:log] ({what} {p:?} is not a number)"))?;
             if !v.is_finite() {
-                return Err(format!("{what} {p} is not finite"));
+                return Err(format!("finite LO and HI ({what} {p} is not finite)"));
             }
             Ok(v)
         };
@@ -80,19 +81,21 @@ impl ParamRange {
             match flag {
                 "abs" if !abs => abs = true,
                 "log" if !log => log = true,
-                other => return Err(format!("unknown flag {other:?} (expected abs or log)")),
+                other => return Err(format!("the flags abs or log (unknown flag {other:?})")),
             }
         }
         if lo > hi {
-            return Err(format!("LO = {lo} is above HI = {hi}"));
+            return Err(format!("LO ≤ HI (LO = {lo} is above HI = {hi})"));
         }
         if !abs && lo <= 0.0 {
             return Err(format!(
-                "a multiplier must be positive, LO = {lo} is not (use :abs for values)"
+                "a positive multiplier (LO = {lo} is not; a multiplier must be positive, use :abs for values)"
             ));
         }
         if log && lo <= 0.0 {
-            return Err(format!("log-uniform needs LO > 0, LO = {lo}"));
+            return Err(format!(
+                "LO > 0 for :log (log-uniform needs LO > 0, LO = {lo})"
+            ));
         }
         Ok(ParamRange { lo, hi, abs, log })
     }
@@ -134,7 +137,7 @@ impl Randomizer {
         let obj = defaults.as_object().cloned().unwrap_or_default();
         let numeric: Vec<&String> = obj
             .iter()
-            .filter(|(_, v)| v.is_number())
+            .filter(|(_, v)| v.is_f64())
             .map(|(k, _)| k)
             .collect();
         let mut draws = Vec::new();
@@ -146,11 +149,19 @@ impl Randomizer {
                 expected,
             };
             let default = match obj.get(name) {
-                Some(v) => v.as_f64().ok_or_else(|| {
-                    invalid(format!(
+                // A draw is a real number: an integer field (a count, a
+                // switch) cannot take it, and would silently keep its value.
+                Some(v) if v.is_f64() => v.as_f64().unwrap_or_default(),
+                Some(v) if v.is_number() => {
+                    return Err(invalid(format!(
+                        "a real-valued parameter of {plant} ({name} is an integer: draws are real numbers)"
+                    )))
+                }
+                Some(_) => {
+                    return Err(invalid(format!(
                         "a numeric parameter of {plant} ({name} is not a number)"
-                    ))
-                })?,
+                    )))
+                }
                 None => {
                     let known = if numeric.is_empty() {
                         "it has none".to_string()

@@ -246,14 +246,20 @@ impl RegisteredPlant {
     }
 
     /// A training environment of a run: the plant with the run's
-    /// `[realism]`, its parameters drawn per episode from `[randomize]`.
+    /// `[realism]`, its parameters drawn per episode from `[randomize]`,
+    /// the last `action_history` applied actions appended to its
+    /// observation.
     pub fn make_training_env(&self, cfg: &TrainConfig) -> Result<Box<dyn Env>> {
         let (realism, randomizer) = cfg.validate_for(self)?;
         let env = self.make_env_with(&realism)?;
-        Ok(if randomizer.is_empty() {
+        let env: Box<dyn Env> = if randomizer.is_empty() {
             env
         } else {
             Box::new(RandomizedEnv::new(env, randomizer))
+        };
+        Ok(match cfg.action_history {
+            0 => env,
+            k => Box::new(crate::history::HistoryEnv::new(env, k)),
         })
     }
 

@@ -48,6 +48,9 @@ pub struct Axis {
     pub name: String,
     /// Its values, in order.
     pub values: Vec<f64>,
+    /// The value of the base model (1 for a multiplier; the parameter's
+    /// default with `:abs`; the base realism's delay or setting).
+    pub nominal: f64,
     knob: Knob,
 }
 
@@ -186,7 +189,18 @@ impl Axis {
                 );
             }
         };
-        Ok(Axis { name, values, knob })
+        let nominal = match &knob {
+            Knob::Param { default, abs: true } => *default,
+            Knob::Param { abs: false, .. } | Knob::Scale(_) => 1.0,
+            Knob::Delay(get) => *get(&mut base.clone()) as f64,
+            Knob::Set(get) => *get(&mut base.clone()) as f64,
+        };
+        Ok(Axis {
+            name,
+            values,
+            nominal,
+            knob,
+        })
     }
 
     /// What value `v` of this axis is, for a table header (`×` for a
@@ -370,7 +384,8 @@ impl Sweep {
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "axes": self.axes.iter().map(|a| serde_json::json!({
-                "name": a.name, "values": a.values,
+                "name": a.name, "values": a.values, "nominal": a.nominal,
+                "unit": a.unit().trim().trim_matches(|c| c == '(' || c == ')'),
             })).collect::<Vec<_>>(),
             "episodes": self.episodes,
             "cells": self.cells.iter().map(|c| serde_json::json!({
@@ -447,4 +462,200 @@ impl Sweep {
             .collect();
         report::xy_panels(path, &panels)
     }
+}
+
+/// One saved sweep (`sweep.json`, written by `tinyppo eval --sweep`) as
+/// read back for [`compare_plot`].
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// Plant name.
+    pub env: String,
+    /// `(name, values, nominal)` per axis.
+    pub axes: Vec<(String, Vec<f64>, f64)>,
+    /// `(values, mean return)` per cell.
+    pub cells: Vec<(Vec<f64>, f64)>,
+}
+
+impl Saved {
+    /// Reads `path` (a `sweep.json`, or a directory holding one); the
+    /// error names the file and the field.
+    pub fn read(path: &Path) -> Result<Saved> {
+        let file = if path.is_dir() {
+            path.join("sweep.json")
+        } else {
+            path.to_path_buf()
+        };
+        let src = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&src).with_context(|| format!("{}: not JSON", file.display()))?;
+        let field = |what: &str| format!("{}: {what}", file.display());
+        let nums = |v: &serde_json::Value, what: &str| -> Result<Vec<f64>> {
+            v.as_array()
+                .and_then(|a| a.iter().map(|x| x.as_f64()).collect::<Option<Vec<_>>>())
+                .with_context(|| field(&format!("{what}: expected an array of numbers")))
+        };
+        let env = v["env"]
+            .as_str()
+            .with_context(|| field("\"env\": expected the plant's name"))?
+            .to_string();
+        let axes = v["axes"]
+            .as_array()
+            .with_context(|| field("\"axes\": expected an array"))?
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let name = a["name"]
+                    .as_str()
+                    .with_context(|| field(&format!("axes[{i}].name: expected a string")))?;
+                let values = nums(&a["values"], &format!("axes[{i}].values"))?;
+                let nominal = a["nominal"]
+                    .as_f64()
+                    .with_context(|| field(&format!("axes[{i}].nominal: expected a number")))?;
+                Ok((name.to_string(), values, nominal))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cells = v["cells"]
+            .as_array()
+            .with_context(|| field("\"cells\": expected an array"))?
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let values = nums(&c["values"], &format!("cells[{i}].values"))?;
+                if values.len() != axes.len() {
+                    bail!(
+                        "{}",
+                        field(&format!(
+                            "cells[{i}].values: {} values for {} axes",
+                            values.len(),
+                            axes.len()
+                        ))
+                    );
+                }
+                let mean = c["mean_return"].as_f64().with_context(|| {
+                    field(&format!("cells[{i}].mean_return: expected a number"))
+                })?;
+                Ok((values, mean))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Saved { env, axes, cells })
+    }
+
+    /// The mean return along axis `k`, the other axes held at `at` (by
+    /// name) or else at their nominal value (each at the grid value
+    /// nearest it).
+    fn curve(&self, k: usize, at: &[(String, f64)]) -> Vec<(f64, f64)> {
+        let hold: Vec<f64> = self
+            .axes
+            .iter()
+            .map(|(name, values, nominal)| {
+                let want = at
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(*nominal, |(_, v)| *v);
+                values
+                    .iter()
+                    .copied()
+                    .min_by(|a, b| (a - want).abs().total_cmp(&(b - want).abs()))
+                    .unwrap_or(want)
+            })
+            .collect();
+        self.axes[k]
+            .1
+            .iter()
+            .filter_map(|&x| {
+                self.cells
+                    .iter()
+                    .find(|(vals, _)| {
+                        vals.iter().zip(&hold).enumerate().all(|(j, (v, h))| {
+                            if j == k {
+                                *v == x
+                            } else {
+                                v == h
+                            }
+                        })
+                    })
+                    .map(|(_, m)| (x, *m))
+            })
+            .collect()
+    }
+}
+
+/// Draws saved sweeps side by side for comparison: one panel per plant
+/// and swept quantity (`names`, or every axis with more than one value),
+/// one line per label — the median over that label's sweeps (e.g. one per
+/// seed) with their lowest–highest band — the other axes held at `at` or
+/// their nominal value.
+pub fn compare_plot(
+    path: &Path,
+    sweeps: &[(String, Saved)],
+    names: &[String],
+    at: &[(String, f64)],
+) -> Result<()> {
+    let mut panels: Vec<XyPanel> = Vec::new();
+    for (label, s) in sweeps {
+        for (k, (name, values, _)) in s.axes.iter().enumerate() {
+            if values.len() < 2 || !(names.is_empty() || names.contains(name)) {
+                continue;
+            }
+            let title = format!("{}: {name}", s.env);
+            let pi = match panels.iter().position(|p| p.title == title) {
+                Some(i) => i,
+                None => {
+                    panels.push(XyPanel {
+                        title: title.clone(),
+                        x_label: name.clone(),
+                        y_label: "mean return".into(),
+                        lines: Vec::new(),
+                    });
+                    panels.len() - 1
+                }
+            };
+            let curve = s.curve(k, at);
+            let lines = &mut panels[pi].lines;
+            let li = match lines.iter().position(|l| &l.label == label) {
+                Some(i) => i,
+                None => {
+                    lines.push(XyLine {
+                        label: label.clone(),
+                        points: Vec::new(),
+                    });
+                    lines.len() - 1
+                }
+            };
+            // Collect every sweep's value per x in `points` as (x, v, v, v);
+            // folded into median and band below.
+            lines[li]
+                .points
+                .extend(curve.into_iter().map(|(x, m)| (x, m, m, m)));
+        }
+    }
+    if panels.is_empty() {
+        bail!("no swept quantity to plot (every axis has a single value, or --axis matched none)");
+    }
+    for line in panels.iter_mut().flat_map(|p| p.lines.iter_mut()) {
+        let mut xs: Vec<f64> = line.points.iter().map(|p| p.0).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        line.points = xs
+            .into_iter()
+            .map(|x| {
+                let mut ys: Vec<f64> = line
+                    .points
+                    .iter()
+                    .filter(|p| p.0 == x)
+                    .map(|p| p.1)
+                    .collect();
+                ys.sort_by(f64::total_cmp);
+                let n = ys.len();
+                let med = if n % 2 == 1 {
+                    ys[n / 2]
+                } else {
+                    (ys[n / 2 - 1] + ys[n / 2]) / 2.0
+                };
+                (x, ys[0], med, ys[n - 1])
+            })
+            .collect();
+    }
+    report::xy_panels(path, &panels)
 }

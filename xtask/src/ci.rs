@@ -189,12 +189,14 @@ pub const REALISM_SETS: &[&str] = &[
     "realism.smoothness=0.01",
     "randomize.mass=0.7:1.3",
     "randomize.length=0.8:1.2",
+    "action_history=2",
 ];
 
 /// Sensor and actuator realism on the device: a short pendulum run with
-/// every effect of `[realism]` on (and randomized parameters), exported;
-/// the firmware built with that blob runs it under QEMU (the blob's realism
-/// record is what the firmware applies), and its log must be `tinyppo
+/// every effect of `[realism]` on (and randomized parameters) and a
+/// 2-action history, exported; the firmware built with that blob runs it
+/// under QEMU (the blob's realism record is what the firmware applies, its
+/// control loop builds the history), and its log must be `tinyppo
 /// simulate`'s byte for byte.
 fn realism_step() -> Step {
     Step::new(

@@ -9,6 +9,7 @@
 //!   QEMU, count its instructions.
 
 mod bench_mcu;
+mod bench_robust;
 mod bench_train;
 mod ci;
 mod cmd;
@@ -53,6 +54,8 @@ commands:
   bench-mcu     instruction counts of act(), the device math table, firmware
                 size and RAM high-water, under QEMU -icount
   loop …        the off-policy loop benchmark (see below)
+  bench-robust …
+                the sim-to-real benchmark (see below)
   help          this text
 
 options:
@@ -144,11 +147,13 @@ fn run() -> Result<()> {
         ["firmware", rest @ ..] => firmware::run(&root, rest),
         ["qemu", rest @ ..] => qemu::cli(&root, rest),
         ["bench-mcu", rest @ ..] => bench_mcu::run(&root, rest),
+        ["bench-robust", rest @ ..] => bench_robust::run(&root, &bench_robust::Opts::parse(rest)?),
         ["loop", rest @ ..] => loop_cmd::run(&root, &loop_cmd::LoopOpts::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             println!(
-                "{USAGE}\n\nthe off-policy loop benchmark:\n{}",
-                loop_cmd::USAGE
+                "{USAGE}\n\nthe off-policy loop benchmark:\n{}\n\nthe sim-to-real benchmark:\n{}",
+                loop_cmd::USAGE,
+                bench_robust::USAGE
             );
             Ok(())
         }

@@ -177,8 +177,10 @@ impl Trainer {
             );
         }
         let mut rng = seeded(cfg.seed);
+        // The policy's inputs: the observation and the action history.
+        let inputs = plant.obs_dim() + cfg.action_history * plant.act_dim();
         let model = ActorCritic::new(
-            plant.obs_dim(),
+            inputs,
             plant.act_dim(),
             &cfg.actor_hidden,
             &cfg.critic_hidden,
@@ -188,7 +190,7 @@ impl Trainer {
         );
         let state = TrainState {
             adam: Adam::new(model.params.len(), cfg.adam_eps),
-            obs_rms: RunningMeanStd::new(plant.obs_dim()),
+            obs_rms: RunningMeanStd::new(inputs),
             reward_scaler: RewardScaler::new(cfg.num_envs, cfg.gamma, cfg.reward_clip),
             model,
             rng,

@@ -150,6 +150,9 @@ pub struct ImportReport {
     pub max_abs_diff: f32,
     /// Records of known ids whose blob file is missing (not compared).
     pub blob_missing: usize,
+    /// Records of an action-history policy whose last actions the log
+    /// does not tell (a dropped or lost entry in their window), left out.
+    pub history_unknown: usize,
 }
 
 impl ImportReport {
@@ -256,12 +259,19 @@ pub fn runtime_log_probs<const O: usize, const A: usize>(
     items: &[(&[f32], &[f32])],
 ) -> Result<Vec<Option<f32>>> {
     let p = Policy::<O, A, 256>::from_bytes(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A history policy's inputs: the observation, then k past actions
+    // (`crate::history::augment`).
+    let k = p.history_len();
     Ok(items
         .iter()
-        .map(|(o, a)| {
-            let o: [f32; O] = (*o).try_into().ok()?;
+        .map(|(x, a)| {
+            if x.len() != O + k * A {
+                return None;
+            }
+            let o: [f32; O] = x[..O].try_into().ok()?;
             let a: [f32; A] = (*a).try_into().ok()?;
-            p.log_prob(&o, &a).ok()
+            let h = crate::history::runtime_history::<A>(&x[O..], p.safe_action());
+            p.log_prob_with(&o, &a, &h).ok()
         })
         .collect())
 }
@@ -525,9 +535,11 @@ fn flush(
         if t.terminated {
             break t.obs().to_vec();
         }
+        // (An episode end of a history policy whose last actions are not
+        // known has a short observation: no successor either.)
         match successor(t, tr, at, final_obs) {
-            Some(o) => break o.to_vec(),
-            None => {
+            Some(o) if o.len() == ctx.obs_dim => break o.to_vec(),
+            _ => {
                 rep.no_successor += 1;
                 frag.pop();
             }
