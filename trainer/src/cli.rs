@@ -312,6 +312,36 @@ enum LogsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Capture a board's log stream from a serial port into a file,
+    /// decoding it as it arrives (live status on a terminal, the summary
+    /// of `logs decode` at the end). Stops after --episodes complete
+    /// episodes, after --duration, at the stream's End frame, or on
+    /// Ctrl-C; the file holds every byte read, synced as it arrives.
+    Capture {
+        /// Serial port (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N, COM3).
+        #[arg(long)]
+        port: String,
+        /// Baud rate (the STM32F411 firmware's is 921600).
+        #[arg(long, default_value_t = 921_600)]
+        baud: u32,
+        /// Stop after this many complete episodes.
+        #[arg(long)]
+        episodes: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+        /// Output file (the raw bytes, as `logs decode` and `finetune`
+        /// read them).
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite --out if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Print the summary as one JSON object (the fields of `logs
+        /// decode --json`, and the capture's).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -489,6 +519,18 @@ where
         Cmd::Logs {
             cmd: LogsCmd::Decode { files, json },
         } => logs_decode(reg, &files, json),
+        Cmd::Logs {
+            cmd:
+                LogsCmd::Capture {
+                    port,
+                    baud,
+                    episodes,
+                    duration,
+                    out,
+                    force,
+                    json,
+                },
+        } => logs_capture(reg, port, baud, episodes, duration, out, force, json),
         Cmd::Study {
             cmd: StudyCmd::GradientVariance(a),
         } => gradient_variance_cmd(reg, a),
@@ -1076,6 +1118,100 @@ fn logs_decode(reg: &Registry, files: &[PathBuf], json: bool) -> Result<()> {
         outln!("{}", logs::report_json(&log, &names, reg));
         return Ok(());
     }
+    print_log_report(reg, &log, &names);
+    Ok(())
+}
+
+/// Set by the Ctrl-C handler of `logs capture`.
+static CAPTURE_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `tinyppo logs capture`.
+#[allow(clippy::too_many_arguments)]
+fn logs_capture(
+    reg: &Registry,
+    port: String,
+    baud: u32,
+    episodes: Option<u64>,
+    duration: Option<f64>,
+    out: PathBuf,
+    force: bool,
+    json: bool,
+) -> Result<()> {
+    use crate::capture::{capture, status_line, CaptureOpts, Stop};
+    let duration = match duration {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => {
+            Some(std::time::Duration::from_secs_f64(s))
+        }
+        Some(s) => bail!("--duration {s}: expected a positive number of seconds"),
+    };
+    let o = CaptureOpts {
+        port,
+        baud,
+        episodes,
+        duration,
+        out,
+        force,
+    };
+    // A second handler (cli::run called twice in one process) is refused:
+    // the first one sets the same flag.
+    let _ = ctrlc::set_handler(|| CAPTURE_STOP.store(true, std::sync::atomic::Ordering::Relaxed));
+    CAPTURE_STOP.store(false, std::sync::atomic::Ordering::Relaxed);
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let c = capture(
+        &o,
+        &CAPTURE_STOP,
+        &mut || {
+            eprintln!(
+                "capturing {} at {} Bd into {} (Ctrl-C to stop)",
+                o.port,
+                o.baud,
+                o.out.display()
+            )
+        },
+        &mut |st, log| {
+            bar.set_message(status_line(st, log));
+            bar.tick();
+        },
+    )?;
+    bar.finish_and_clear();
+    let names = vec![o.out.display().to_string()];
+    if json {
+        let mut v = logs::report_json(&c.log, &names, reg);
+        v["capture"] = serde_json::json!({
+            "port": o.port,
+            "baud": o.baud,
+            "bytes": c.bytes,
+            "seconds": c.elapsed.as_secs_f64(),
+            "stopped": c.stop.to_string(),
+        });
+        outln!("{v}");
+    } else {
+        print_log_report(reg, &c.log, &names);
+        outln!(
+            "captured        {} bytes in {:.1} s ({})",
+            c.bytes,
+            c.elapsed.as_secs_f64(),
+            c.stop
+        );
+    }
+    if let Stop::PortGone(e) = &c.stop {
+        bail!(
+            "serial port {} stopped working ({e}); the {} bytes captured are in {}",
+            o.port,
+            c.bytes,
+            o.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The text report of `logs decode` (and of `logs capture`).
+fn print_log_report(reg: &Registry, log: &logs::DecodedLog, names: &[String]) {
     let b = &log.bad;
     outln!("files           {}", names.join(", "));
     outln!(
@@ -1119,7 +1255,6 @@ fn logs_decode(reg: &Registry, files: &[PathBuf], json: bool) -> Result<()> {
         .map(|id| format!("{id:08x}"))
         .collect();
     outln!("policy ids      {}", ids.join(", "));
-    Ok(())
 }
 
 fn print_import(r: &ImportReport, max_lag: u32) {

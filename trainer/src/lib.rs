@@ -82,6 +82,7 @@
 #![deny(missing_docs)]
 
 pub mod algo;
+pub mod capture;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

@@ -328,6 +328,12 @@ impl LogReader {
         }
     }
 
+    /// What is decoded so far (frames of the bytes pushed up to the last
+    /// delimiter; a frame still arriving is not counted yet).
+    pub fn log(&self) -> &DecodedLog {
+        &self.log
+    }
+
     /// Ends the stream: a partial last frame counts as
     /// [`BadCause::Truncated`], frames still waiting for a header as
     /// [`BadCause::Schema`].

@@ -9,9 +9,11 @@
 //! - **randomized**: parameters drawn per episode (`[randomize]`, ±30 %
 //!   multipliers: inertia, viscous and Coulomb friction, resistance for the
 //!   motor; mass and length for the pendulum), Gaussian observation noise
-//!   and a one-tick action delay (`[realism]`).
+//!   and a one-tick action delay (`[realism]`);
+//! - **randomized+history**: the same, with the last two applied actions as
+//!   inputs (`action_history = 2`).
 //!
-//! Both exported int8 blobs are swept with `tinyppo eval --sweep` (through
+//! The exported int8 blobs are swept with `tinyppo eval --sweep` (through
 //! the runtime, as on the device) on one grid: each parameter × {0.6, 1,
 //! 1.4}, action delay 0–2 ticks, observation noise 0, 1 and 2× the
 //! training level (the base realism of every cell: the training noise, no
@@ -45,6 +47,8 @@ struct PlantSpec {
     noise: &'static str,
     /// The parameter of the README plot.
     plotted: &'static str,
+    /// Training steps of every policy (`None`: the preset's).
+    steps: Option<u64>,
 }
 
 const PLANTS: [PlantSpec; 2] = [
@@ -60,6 +64,7 @@ const PLANTS: [PlantSpec; 2] = [
         // output turn), normalised speed and current 2 % of full scale.
         noise: "[0.01, 0.02, 0.02]",
         plotted: "load_inertia",
+        steps: None,
     },
     PlantSpec {
         env: "pendulum",
@@ -67,6 +72,9 @@ const PLANTS: [PlantSpec; 2] = [
         // cos θ and sin θ ±0.01, θ̇ ±0.05 rad/s.
         noise: "[0.01, 0.01, 0.05]",
         plotted: "mass",
+        // Twice the preset's 100k: the nominal policy is saturated at
+        // 100k, the randomized ones are not (README, "Robustness").
+        steps: Some(200_000),
     },
 ];
 
@@ -79,21 +87,28 @@ pub struct Opts {
     pub episodes: u32,
     /// Plants (default both).
     pub envs: Vec<String>,
+    /// `--steps NAME=N`: training steps of a plant's policies.
+    pub steps: Vec<(String, u64)>,
+    /// `--spread F`: parameters randomized by ±F in training (default 0.3).
+    pub spread: f64,
 }
 
 impl Default for Opts {
     fn default() -> Self {
         Opts {
             seeds: 5,
-            episodes: 20,
+            episodes: 50,
             envs: PLANTS.iter().map(|p| p.env.to_string()).collect(),
+            steps: Vec::new(),
+            spread: 0.3,
         }
     }
 }
 
 /// Usage of `cargo xtask bench-robust`.
 pub const USAGE: &str = "\
-  bench-robust [--seeds N] [--episodes N] [--env NAME]...
+  bench-robust [--seeds N] [--episodes N] [--env NAME]... [--steps NAME=N]...
+               [--spread F]
                 nominal vs randomized training (parameters ±30 %, noise,
                 1-tick delay) on dc-motor and pendulum, both swept on one
                 grid (parameters ±40 %, delay 0–2, noise 0–2×): headline
@@ -110,7 +125,28 @@ impl Opts {
             match a {
                 "--seeds" => o.seeds = val()?.parse().context("--seeds")?,
                 "--episodes" => o.episodes = val()?.parse().context("--episodes")?,
+                "--spread" => {
+                    o.spread = val()?.parse().context("--spread")?;
+                    if !(0.0..1.0).contains(&o.spread) {
+                        bail!(
+                            "bench-robust: --spread {}: expected a fraction in [0, 1)",
+                            o.spread
+                        );
+                    }
+                }
                 "--env" => envs.push(val()?.to_string()),
+                "--steps" => {
+                    let v = val()?;
+                    let (name, n) = v
+                        .split_once('=')
+                        .with_context(|| format!("--steps {v}: expected NAME=N"))?;
+                    let n: u64 = n
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .with_context(|| format!("--steps {v}: N is not a positive count"))?;
+                    o.steps.push((name.to_string(), n));
+                }
                 other => bail!("bench-robust: unknown argument `{other}`\n\nusage:\n{USAGE}"),
             }
         }
@@ -122,6 +158,13 @@ impl Opts {
             }
             o.envs = envs;
         }
+        if let Some((n, _)) = o
+            .steps
+            .iter()
+            .find(|(n, _)| !PLANTS.iter().any(|p| p.env == n))
+        {
+            bail!("bench-robust: --steps {n}=…: expected dc-motor or pendulum");
+        }
         if o.seeds == 0 || o.episodes == 0 {
             bail!("bench-robust: --seeds and --episodes must be at least 1");
         }
@@ -129,21 +172,27 @@ impl Opts {
     }
 }
 
-/// The two trainings compared.
-const KINDS: [&str; 2] = ["nominal", "randomized"];
+/// The trainings compared: the targets are about the first two; the
+/// third adds the last two applied actions to the policy's inputs
+/// (`action_history = 2`), which a delayed actuator makes informative.
+const KINDS: [&str; 3] = ["nominal", "randomized", "randomized+history"];
 
-/// The training flags of `kind` on `p`.
-fn training_sets(p: &PlantSpec, kind: &str) -> Vec<String> {
+/// The training flags of `kind` on `p`, parameters randomized by
+/// ±`spread` (multipliers `1 − spread … 1 + spread`).
+fn training_sets(p: &PlantSpec, kind: &str, spread: f64) -> Vec<String> {
     if kind == "nominal" {
         return Vec::new();
     }
     let mut sets: Vec<String> = p
         .params
         .iter()
-        .map(|n| format!("randomize.{n}=0.7:1.3"))
+        .map(|n| format!("randomize.{n}={}:{}", 1.0 - spread, 1.0 + spread))
         .collect();
     sets.push(format!("realism.obs_noise={}", p.noise));
     sets.push("realism.action_delay=1".into());
+    if kind == "randomized+history" {
+        sets.push("action_history=2".into());
+    }
     sets.into_iter()
         .flat_map(|s| ["--set".to_string(), s])
         .collect()
@@ -287,13 +336,25 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
             "obs_noise=0:1:2".into(),
         ];
         let mut grids = Vec::new();
+        let mut trained_steps = 0;
         for kind in KINDS {
             let mut seeds = Vec::new();
             for seed in 1..=o.seeds {
                 let dir = work.join(format!("{}-{kind}-s{seed}", p.env));
-                let sets = training_sets(p, kind);
+                let mut sets = training_sets(p, kind, o.spread);
+                let steps = o
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == p.env)
+                    .map(|(_, n)| *n)
+                    .or(p.steps);
+                if let Some(n) = steps {
+                    sets.extend(["--total-steps".to_string(), n.to_string()]);
+                }
                 let extra: Vec<&str> = sets.iter().map(String::as_str).collect();
                 let (steps, secs) = train(&bin, &dir, p.env, seed, &extra)?;
+                trained_steps = steps;
                 let policy = dir.join("policy.bin");
                 let cells = sweep(
                     &bin,
@@ -306,7 +367,7 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
                 )?;
                 let fine_dir = dir.join("sweep-fine");
                 sweep(&bin, &policy, p.env, &base, &fine, o.episodes, &fine_dir)?;
-                plot_sweeps.push(format!("{kind} policy={}", fine_dir.display()));
+                plot_sweeps.push(format!("{kind}={}", fine_dir.display()));
                 eprintln!(
                     "{} {kind} seed {seed}: {steps} steps in {secs:.1} s, {} cells",
                     p.env,
@@ -346,20 +407,30 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
         );
         let _ = writeln!(
             cells_md,
-            "\n## {}\n\nMean return per cell over {} seeds ({} episodes per seed and cell); \
-             parameters are multipliers of the default, noise a multiple of the \
-             training level `{}`.\n",
-            p.env, o.seeds, o.episodes, p.noise
+            "\n## {}\n\nEvery policy trained {} steps. Mean return per cell over {} seeds \
+             ({} episodes per seed and cell); parameters are multipliers of the default, \
+             noise a multiple of the training level `{}`.\n",
+            p.env, trained_steps, o.seeds, o.episodes, p.noise
         );
         let _ = writeln!(
             cells_md,
-            "| {} | nominal policy | randomized policy |",
-            names.join(" | ")
+            "| {} | {} |",
+            names.join(" | "),
+            KINDS.join(" | ")
         );
-        let _ = writeln!(cells_md, "|{}---:|---:|", "---:|".repeat(names.len()));
-        for ((v, nm, _), (_, rm, _)) in nom.cells.iter().zip(&rnd.cells) {
+        let _ = writeln!(
+            cells_md,
+            "|{}{}",
+            "---:|".repeat(names.len()),
+            "---:|".repeat(KINDS.len())
+        );
+        for (i, (v, ..)) in nom.cells.iter().enumerate() {
             let vals: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
-            let _ = writeln!(cells_md, "| {} | {nm:.1} | {rm:.1} |", vals.join(" | "));
+            let rets: Vec<String> = grids
+                .iter()
+                .map(|g| format!("{:.1}", g.cells[i].1))
+                .collect();
+            let _ = writeln!(cells_md, "| {} | {} |", vals.join(" | "), rets.join(" | "));
         }
     }
 
@@ -367,18 +438,34 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
     let md = docs.join("ROBUSTNESS.md");
     let doc = format!(
         "# Robustness: nominal vs randomized training\n\n\
-         Generated by `cargo xtask bench-robust --seeds {} --episodes {}` (see \
+         Generated by `cargo xtask bench-robust --seeds {} --episodes {}{}` (see \
          `xtask/src/bench_robust.rs` for the set-up); do not edit by hand.\n\n\
          Policies: **nominal** trained on the default model; **randomized** with \
          parameters ±30 % per episode, observation noise and a one-tick action \
-         delay. Both int8 blobs evaluated through the runtime on every cell, \
+         delay; **randomized+history** the same with the last two applied actions \
+         as inputs (`action_history = 2`). The int8 blobs evaluated through the runtime on every cell, \
          eval seed 12345. Nominal cell: parameters × 1, no delay, no noise.\n\n\
          {headline}\n{targets}\n\
          Return against inertia (motor) and mass (pendulum), median over seeds with \
          the lowest–highest band, for an ideal sensor and for the board (one tick of \
          delay, training noise):\n\n\
          ![ideal](robustness-ideal.png)\n![board](robustness-board.png)\n{cells_md}",
-        o.seeds, o.episodes
+        o.seeds,
+        o.episodes,
+        {
+            let mut extra: String = o
+                .steps
+                .iter()
+                .map(|(n, k)| format!(" --steps {n}={k}"))
+                .collect();
+            if o.spread != 0.3 {
+                extra += &format!(" --spread {}", o.spread);
+            }
+            if o.envs.len() < PLANTS.len() {
+                extra += &o.envs.iter().map(|e| format!(" --env {e}")).collect::<String>();
+            }
+            extra
+        }
     );
     std::fs::write(&md, doc).with_context(|| format!("writing {}", md.display()))?;
     for (name, at) in [

@@ -200,7 +200,7 @@ pub const REALISM_SETS: &[&str] = &[
 /// simulate`'s byte for byte.
 fn realism_step() -> Step {
     Step::new(
-        "firmware: realism (noise, delays, lag, slew, deadzone) QEMU log = simulate",
+        "firmware: realism (noise, delays, lag, slew, deadzone) + action history QEMU log = simulate",
         |ctx| {
             let bin = tinyppo_bin(ctx)?;
             let repo = ctx.root.clone();
