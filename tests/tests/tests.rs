@@ -29,6 +29,7 @@ mod device_log;
 mod device_sim;
 
 mod action_history;
+mod capture;
 
 mod offpolicy_finetune;
 mod offpolicy_is;
