@@ -123,6 +123,7 @@ pub fn firmware_steps() -> Vec<Step> {
     let device_build = || Build::default();
     let elf: Rc<RefCell<Option<PathBuf>>> = Rc::default();
     let elf_out = Rc::clone(&elf);
+    let elf_pty = Rc::clone(&elf);
     vec![
         build_step("firmware: build", device_build(), Some(elf_out)),
         Step::new("firmware: QEMU run (3 episodes, seed 1)", move |ctx| {
@@ -145,6 +146,45 @@ pub fn firmware_steps() -> Vec<Step> {
                 &target.join("simulate-log.bin"),
             )
         }),
+        Step::new(
+            "firmware: logs capture of QEMU's UART on a pty = -serial file = simulate",
+            move |ctx| {
+                let bin = tinyppo_bin(ctx)?;
+                let target = crate::toolchain::default_target_dir(&ctx.root);
+                let elf = elf_pty
+                    .borrow()
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("the firmware was not built"))?;
+                let out = target.join("capture-pty.bin");
+                let summary = crate::qemu::run_pty_capture(
+                    &elf,
+                    &bin,
+                    &out,
+                    std::time::Duration::from_secs(120),
+                )?;
+                println!("capture: {}", summary.trim());
+                let captured =
+                    std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
+                for other in [QEMU_LOG, "simulate-log.bin"] {
+                    let p = target.join(other);
+                    let want =
+                        std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                    if let Some(at) = crate::qemu::first_difference(&captured, &want) {
+                        bail!(
+                            "the pty capture ({} bytes) differs from {} ({} bytes) at byte {at}",
+                            captured.len(),
+                            p.display(),
+                            want.len()
+                        );
+                    }
+                }
+                println!(
+                    "{} bytes captured through the pty: identical to the -serial file capture and to simulate",
+                    captured.len()
+                );
+                Ok(())
+            },
+        ),
         realism_step(),
         // Built last: they write the same ELF path as the runs above.
         build_step(

@@ -86,6 +86,132 @@ pub fn command(run: &Run) -> Command {
     c
 }
 
+/// Runs the firmware with UART0 on a pseudo-terminal (`-serial pty`) and
+/// captures it with `capture` (`tinyppo logs capture --port PTY --out
+/// OUT`, the path a real board's bytes take): QEMU starts paused (`-S`),
+/// the capture opens the pty, then the monitor's `cont` starts the CPU, so
+/// no byte is written before anyone reads. Returns the capture's stdout
+/// (its `--json` summary).
+pub fn run_pty_capture(
+    elf: &Path,
+    capture: &Path,
+    out: &Path,
+    timeout: Duration,
+) -> Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::mpsc;
+    check_installed()?;
+    let mut q = Command::new(QEMU);
+    q.args([
+        "-machine",
+        "mps2-an386",
+        "-cpu",
+        "cortex-m4",
+        "-display",
+        "none",
+        "-S",
+        "-monitor",
+        "stdio",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-serial",
+        "pty",
+        "-kernel",
+    ])
+    .arg(elf);
+    let line = crate::cmd::display(&q);
+    println!("$ {line}");
+    let mut qemu = q
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    let lines = |r: Box<dyn Read + Send>| {
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for l in BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        rx
+    };
+    let qout = lines(Box::new(qemu.stdout.take().context("no stdout pipe")?));
+    let qerr = lines(Box::new(qemu.stderr.take().context("no stderr pipe")?));
+    let result = (|| -> Result<String> {
+        // "(qemu) char device redirected to /dev/pts/N (label serial0)"
+        let pty = loop {
+            let l = qout
+                .recv_timeout(Duration::from_secs(20))
+                .context("QEMU did not say where its pty is")?;
+            if let Some(rest) = l.split("redirected to ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        let mut c = Command::new(capture);
+        c.args([
+            "logs", "capture", "--port", &pty, "--force", "--json", "--out",
+        ])
+        .arg(out);
+        let cl = crate::cmd::display(&c);
+        println!("$ {cl}");
+        let mut cap = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{cl}`"))?;
+        let cerr = lines(Box::new(cap.stderr.take().context("no stderr pipe")?));
+        let opened = cerr.recv_timeout(Duration::from_secs(20));
+        match opened {
+            Ok(l) if l.starts_with("capturing ") => println!("{l}"),
+            other => {
+                let _ = cap.kill();
+                bail!("`{cl}` did not open the pty: {other:?}");
+            }
+        }
+        let stdin = qemu.stdin.as_mut().context("no stdin pipe")?;
+        stdin
+            .write_all(b"cont\n")
+            .context("writing `cont` to QEMU's monitor")?;
+        stdin.flush().context("writing `cont` to QEMU's monitor")?;
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = cap.try_wait().context("waiting for the capture")? {
+                break s;
+            }
+            if t0.elapsed() > timeout {
+                let _ = cap.kill();
+                bail!("`{cl}` did not finish within {} s", timeout.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        if let Some(mut o) = cap.stdout.take() {
+            let _ = o.read_to_string(&mut stdout);
+        }
+        if !status.success() {
+            let err: Vec<String> = cerr.try_iter().collect();
+            bail!("`{cl}` failed ({status}): {}", err.join("\n"));
+        }
+        Ok(stdout)
+    })();
+    // The firmware exits through semihosting after its End frame; end
+    // QEMU either way.
+    let t0 = Instant::now();
+    while qemu.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let console: Vec<String> = qout.try_iter().chain(qerr.try_iter()).collect();
+    result.with_context(|| format!("QEMU console:\n{}", console.join("\n")))
+}
+
 /// Runs QEMU to completion (or kills it at the timeout); a non-zero exit
 /// status is an error that names it and quotes the console.
 pub fn run(run: &Run) -> Result<Output> {
