@@ -133,7 +133,7 @@ impl QInput<'_> {
 }
 
 /// `y = W x + b` with f32 weights (LE bytes).
-#[inline]
+#[inline(never)]
 pub fn dense_f32(weights: &[u8], bias: &[u8], x: &[f32], y: &mut [f32]) {
     let cols = x.len();
     if cols == 0 {

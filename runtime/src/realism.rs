@@ -665,10 +665,13 @@ fn delay<T: Copy>(line: &mut [T; MAX_DELAY], d: u8, x: T) -> T {
     if d == 0 {
         return x;
     }
-    let out = line[d - 1];
-    line.copy_within(0..d - 1, 1);
-    line[0] = x;
-    out
+    // Shift by swapping through the line (no `memmove`, which
+    // `copy_within` would link into the firmware: 1.5 KB).
+    let mut carry = x;
+    for slot in line[..d].iter_mut() {
+        carry = core::mem::replace(slot, carry);
+    }
+    carry
 }
 
 impl<P: Plant<OBS, ACT>, const OBS: usize, const ACT: usize> Plant<OBS, ACT>
