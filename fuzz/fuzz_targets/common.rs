@@ -1,6 +1,8 @@
 //! Shared by the fuzz targets: run whatever loads, and check the runtime's
 //! guarantee (no panic; no non-finite action from a valid blob).
 
+use tinyppo_runtime::history::ActionHistory;
+use tinyppo_runtime::log::{decode_frame, Dims, Frame};
 use tinyppo_runtime::{rng, Blob, Policy};
 
 const OBS: [[f32; 3]; 4] = [
@@ -15,17 +17,30 @@ fn run<const O: usize, const A: usize, const H: usize>(bytes: &[u8]) {
         return;
     };
     let mut r = rng::seeded(0);
+    // With an action-history record the policy needs the history (the
+    // `*_with` methods; the plain ones must refuse, not panic).
+    let mut hist = ActionHistory::new(p.safe_action());
     for obs in OBS {
         let obs: [f32; O] = core::array::from_fn(|i| obs[i % 3]);
-        let step = p.act(&obs, &mut r).expect("finite observation");
+        let step = p.act_with(&obs, &hist, &mut r).expect("finite observation");
         assert!(step
             .action
             .iter()
             .chain(&step.applied)
             .all(|v| v.is_finite()));
         assert!(step.log_prob.is_finite());
-        assert!(p.mean(&obs).unwrap().iter().all(|v| v.is_finite()));
+        assert!(p
+            .mean_with(&obs, &hist)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+        assert_eq!(p.act(&obs, &mut r).is_ok(), p.history_len() == 0);
+        hist.push(step.applied);
     }
+    // The optional records this runtime knows read back.
+    let blob = Blob::parse(bytes).expect("it loaded");
+    let _ = blob.realism();
+    assert_eq!(blob.history().map_or(0, |h| h.len), p.history_len());
 }
 
 pub fn check(bytes: &[u8]) {
@@ -40,17 +55,64 @@ pub fn check(bytes: &[u8]) {
     }
 }
 
-/// Frames `payload` as a v1 blob with a valid policy id and CRC, so the
-/// fuzzer's bytes reach payload validation instead of the checksum.
+/// Frames `payload` as a blob of format `version` with a valid policy id
+/// and CRC, so the fuzzer's bytes reach payload validation instead of the
+/// checksum.
 #[allow(dead_code)] // Used by the `payload` target only.
-pub fn frame(payload: &[u8]) -> Vec<u8> {
+pub fn frame(version: u16, payload: &[u8]) -> Vec<u8> {
     use tinyppo_runtime::format::CRC32C;
     let mut b = b"TPPO".to_vec();
-    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&version.to_le_bytes());
     b.extend_from_slice(&CRC32C.checksum(payload).to_le_bytes());
     b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     b.extend_from_slice(payload);
     let crc = CRC32C.checksum(&b);
     b.extend_from_slice(&crc.to_le_bytes());
     b
+}
+
+/// The dimensions a log decoder is told, from one byte: none (only a
+/// header decodes), or one of a few small shapes.
+#[allow(dead_code)] // Used by the log-frame targets.
+pub fn dims(d: u8) -> Option<Dims> {
+    match d % 4 {
+        0 => None,
+        1 => Some(Dims { obs: 3, act: 1 }),
+        2 => Some(Dims { obs: 1, act: 1 }),
+        _ => Some(Dims { obs: 4, act: 2 }),
+    }
+}
+
+/// `body` as a log frame: CRC-32C appended, COBS-encoded, delimited.
+#[allow(dead_code)] // Used by the `frame_body` target.
+pub fn frame_log_body(body: &[u8]) -> Vec<u8> {
+    use tinyppo_runtime::format::CRC32C;
+    let mut raw = body.to_vec();
+    raw.extend_from_slice(&CRC32C.checksum(body).to_le_bytes());
+    let mut out = vec![0u8; cobs::max_encoding_length(raw.len()) + 1];
+    let n = cobs::encode(&raw, &mut out);
+    out.truncate(n);
+    out.push(0);
+    out
+}
+
+/// Decodes one frame; checks what a decoded frame promises (the arrays
+/// have the dimensions given).
+#[allow(dead_code)] // Used by the log-frame targets.
+pub fn decode_checked(frame: &mut [u8], dims: Option<Dims>) {
+    match decode_frame(frame, dims) {
+        Ok(Frame::Transition(r)) => {
+            let d = dims.expect("a transition needs dimensions");
+            assert_eq!(r.obs.len(), d.obs);
+            assert_eq!(r.action.len(), d.act);
+        }
+        Ok(Frame::EpisodeEnd(e)) => {
+            let d = dims.expect("an episode end needs dimensions");
+            assert_eq!(e.obs.len(), d.obs);
+        }
+        Ok(Frame::Header(h)) => {
+            assert!(h.obs_dim >= 1 && h.act_dim >= 1);
+        }
+        Ok(_) | Err(_) => {}
+    }
 }

@@ -245,19 +245,41 @@ fn golden_v1_f32() -> Vec<u8> {
 
 #[test]
 fn fuzz_seeds_are_the_golden_blobs() {
-    // fuzz/corpus/*/seed-tiny-*: the fuzzers start from these valid inputs.
-    let blob_int8 = include_bytes!("../../fuzz/corpus/blob/seed-tiny-int8");
-    let blob_f32 = include_bytes!("../../fuzz/corpus/blob/seed-tiny-f32");
-    let payload_int8 = include_bytes!("../../fuzz/corpus/payload/seed-tiny-int8");
-    let payload_f32 = include_bytes!("../../fuzz/corpus/payload/seed-tiny-f32");
+    // fuzz/seeds/*/seed-tiny-*: the fuzzers start from these valid inputs.
+    let blob_int8 = include_bytes!("../../fuzz/seeds/blob/seed-tiny-int8");
+    let blob_f32 = include_bytes!("../../fuzz/seeds/blob/seed-tiny-f32");
+    let payload_int8 = include_bytes!("../../fuzz/seeds/payload/seed-tiny-int8");
+    let payload_f32 = include_bytes!("../../fuzz/seeds/payload/seed-tiny-f32");
     assert_eq!(&blob_int8[..], &golden_v1_int8()[..]);
     assert_eq!(&blob_f32[..], &golden_v1_f32()[..]);
-    assert_eq!(&payload_int8[..], payload_of(&golden_v1_int8()));
-    assert_eq!(&payload_f32[..], payload_of(&golden_v1_f32()));
-    let v2_int8 = include_bytes!("../../fuzz/corpus/blob/seed-tiny-v2-int8");
-    let v2_f32 = include_bytes!("../../fuzz/corpus/blob/seed-tiny-v2-f32");
+    // The payload target's first byte picks the format version (0: v1).
+    assert_eq!(
+        &payload_int8[..],
+        [&[0u8][..], payload_of(&golden_v1_int8())].concat()
+    );
+    assert_eq!(
+        &payload_f32[..],
+        [&[0u8][..], payload_of(&golden_v1_f32())].concat()
+    );
+    let p2_int8 = include_bytes!("../../fuzz/seeds/payload/seed-tiny-v2-int8");
+    assert_eq!(
+        &p2_int8[..],
+        [&[1u8][..], payload_of(&golden_int8())].concat()
+    );
+    let v2_int8 = include_bytes!("../../fuzz/seeds/blob/seed-tiny-v2-int8");
+    let v2_f32 = include_bytes!("../../fuzz/seeds/blob/seed-tiny-v2-f32");
     assert_eq!(&v2_int8[..], &golden_int8()[..]);
     assert_eq!(&v2_f32[..], &golden_f32()[..]);
+    // Seeds that reach the extension records' parsers: a pendulum policy
+    // with a 2-action history and realism, both encodings.
+    for bytes in [
+        &include_bytes!("../../fuzz/seeds/blob/seed-history-realism-int8")[..],
+        &include_bytes!("../../fuzz/seeds/blob/seed-history-realism-f32")[..],
+    ] {
+        let b = tinyppo_runtime::Blob::parse(bytes).unwrap();
+        assert_eq!(b.history().map(|h| h.len), Some(2));
+        assert!(b.realism().is_some());
+    }
 }
 
 #[test]

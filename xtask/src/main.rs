@@ -16,6 +16,7 @@ mod cmd;
 mod curves;
 mod example;
 mod firmware;
+mod fuzz;
 mod loop_cmd;
 mod qemu;
 mod toolchain;
@@ -56,6 +57,7 @@ commands:
   loop …        the off-policy loop benchmark (see below)
   bench-robust …
                 the sim-to-real benchmark (see below)
+  fuzz …        the fuzz targets (see below)
   help          this text
 
 options:
@@ -147,13 +149,15 @@ fn run() -> Result<()> {
         ["firmware", rest @ ..] => firmware::run(&root, rest),
         ["qemu", rest @ ..] => qemu::cli(&root, rest),
         ["bench-mcu", rest @ ..] => bench_mcu::run(&root, rest),
+        ["fuzz", rest @ ..] => fuzz::run(&root, &fuzz::Opts::parse(rest)?),
         ["bench-robust", rest @ ..] => bench_robust::run(&root, &bench_robust::Opts::parse(rest)?),
         ["loop", rest @ ..] => loop_cmd::run(&root, &loop_cmd::LoopOpts::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             println!(
-                "{USAGE}\n\nthe off-policy loop benchmark:\n{}\n\nthe sim-to-real benchmark:\n{}",
+                "{USAGE}\n\nthe off-policy loop benchmark:\n{}\n\nthe sim-to-real benchmark:\n{}\n\nfuzzing:\n{}",
                 loop_cmd::USAGE,
-                bench_robust::USAGE
+                bench_robust::USAGE,
+                fuzz::USAGE
             );
             Ok(())
         }
