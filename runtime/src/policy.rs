@@ -256,6 +256,18 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
         Ok(m)
     }
 
+    /// [`mean_applied`](Self::mean_applied) with the actions applied
+    /// before this tick (see [`mean_with`](Self::mean_with)).
+    pub fn mean_applied_with(
+        &self,
+        obs: &[f32; OBS],
+        hist: &ActionHistory<ACT>,
+    ) -> Result<[f32; ACT], ActError> {
+        let mut m = self.mean_with(obs, hist)?;
+        self.clip(&mut m);
+        Ok(m)
+    }
+
     /// Samples `u ~ N(μ(x), σ²)` and returns it with its clipped form and
     /// `log π(u|x)`.
     pub fn act<R: RngCore + ?Sized>(

@@ -317,31 +317,34 @@ enum LogsCmd {
     /// of `logs decode` at the end). Stops after --episodes complete
     /// episodes, after --duration, at the stream's End frame, or on
     /// Ctrl-C; the file holds every byte read, synced as it arrives.
-    Capture {
-        /// Serial port (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N, COM3).
-        #[arg(long)]
-        port: String,
-        /// Baud rate (the STM32F411 firmware's is 921600).
-        #[arg(long, default_value_t = 921_600)]
-        baud: u32,
-        /// Stop after this many complete episodes.
-        #[arg(long)]
-        episodes: Option<u64>,
-        /// Stop after this many seconds.
-        #[arg(long, value_name = "SECONDS")]
-        duration: Option<f64>,
-        /// Output file (the raw bytes, as `logs decode` and `finetune`
-        /// read them).
-        #[arg(long)]
-        out: PathBuf,
-        /// Overwrite --out if it exists.
-        #[arg(long)]
-        force: bool,
-        /// Print the summary as one JSON object (the fields of `logs
-        /// decode --json`, and the capture's).
-        #[arg(long)]
-        json: bool,
-    },
+    Capture(CaptureArgs),
+}
+
+#[derive(clap::Args)]
+struct CaptureArgs {
+    /// Serial port (/dev/ttyUSB0, /dev/ttyACM0, /dev/pts/N, COM3).
+    #[arg(long)]
+    port: String,
+    /// Baud rate (the STM32F411 firmware's is 921600).
+    #[arg(long, default_value_t = 921_600)]
+    baud: u32,
+    /// Stop after this many complete episodes.
+    #[arg(long)]
+    episodes: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Output file (the raw bytes, as `logs decode` and `finetune`
+    /// read them).
+    #[arg(long)]
+    out: PathBuf,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print the summary as one JSON object (the fields of `logs
+    /// decode --json`, and the capture's).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -520,17 +523,8 @@ where
             cmd: LogsCmd::Decode { files, json },
         } => logs_decode(reg, &files, json),
         Cmd::Logs {
-            cmd:
-                LogsCmd::Capture {
-                    port,
-                    baud,
-                    episodes,
-                    duration,
-                    out,
-                    force,
-                    json,
-                },
-        } => logs_capture(reg, port, baud, episodes, duration, out, force, json),
+            cmd: LogsCmd::Capture(a),
+        } => logs_capture(reg, a),
         Cmd::Study {
             cmd: StudyCmd::GradientVariance(a),
         } => gradient_variance_cmd(reg, a),
@@ -1126,18 +1120,17 @@ fn logs_decode(reg: &Registry, files: &[PathBuf], json: bool) -> Result<()> {
 static CAPTURE_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// `tinyppo logs capture`.
-#[allow(clippy::too_many_arguments)]
-fn logs_capture(
-    reg: &Registry,
-    port: String,
-    baud: u32,
-    episodes: Option<u64>,
-    duration: Option<f64>,
-    out: PathBuf,
-    force: bool,
-    json: bool,
-) -> Result<()> {
+fn logs_capture(reg: &Registry, a: CaptureArgs) -> Result<()> {
     use crate::capture::{capture, status_line, CaptureOpts, Stop};
+    let CaptureArgs {
+        port,
+        baud,
+        episodes,
+        duration,
+        out,
+        force,
+        json,
+    } = a;
     let duration = match duration {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => {

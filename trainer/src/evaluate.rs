@@ -41,13 +41,7 @@ pub fn eval_on<P: Plant<O, A> + Send, const O: usize, const A: usize>(
     // on two threads (the same returns as one after the other; a 100-
     // episode evaluation ends every `tinyppo train`).
     let starts: Vec<(P, [f32; O])> = (0..episodes).map(|_| reset(&mut rng)).collect();
-    let play = |(plant, obs)| {
-        episode(&policy, plant, obs, |o, h| {
-            let mut m = policy.mean_with(o, h)?;
-            clip(&mut m, policy.action_low(), policy.action_high());
-            Ok::<_, tinyppo_runtime::ActError>(m)
-        })
-    };
+    let play = |(plant, obs)| episode(&policy, plant, obs, |o, h| policy.mean_applied_with(o, h));
     let mut starts = starts.into_iter();
     let first: Vec<_> = starts.by_ref().take(episodes / 2).collect();
     Ok(std::thread::scope(|s| {
@@ -71,19 +65,6 @@ pub fn load_for<P: Plant<O, A>, const O: usize, const A: usize>(
                 P::NAME
             )
         })
-}
-
-/// `a` clipped to `[low, high]` (what `Policy::mean_applied` does).
-fn clip<const A: usize>(a: &mut [f32; A], low: &[f32; A], high: &[f32; A]) {
-    for ((v, &lo), &hi) in a.iter_mut().zip(low).zip(high) {
-        *v = if *v < lo {
-            lo
-        } else if *v > hi {
-            hi
-        } else {
-            *v
-        };
-    }
 }
 
 /// The return of one episode from a reset plant; `act` chooses the

@@ -83,14 +83,13 @@ impl Env for HistoryEnv {
         // bounds (the trainer's are already), the safe one if not finite.
         let a = self.act_dim();
         self.hist.rotate_right(a);
-        for (j, h) in self.hist[..a].iter_mut().enumerate() {
-            let v = action.get(j).copied().unwrap_or(f32::NAN);
-            *h = if v.is_finite() {
-                v.clamp(self.low[j], self.high[j])
-            } else {
-                self.safe[j]
-            };
-        }
+        applied_into(
+            action,
+            &self.low,
+            &self.high,
+            &self.safe,
+            &mut self.hist[..a],
+        );
         self.write(obs);
         out
     }
@@ -115,6 +114,20 @@ impl Env for HistoryEnv {
     }
     fn set_params(&mut self, params: &serde_json::Value) -> Result<(), String> {
         self.inner.set_params(params)
+    }
+}
+
+/// What the device's loop remembers of an action `u`: `u` clipped to
+/// `[low, high]`, the safe action where it is not finite (or missing),
+/// written into `out`.
+fn applied_into(u: &[f32], low: &[f32], high: &[f32], safe: &[f32], out: &mut [f32]) {
+    for (j, h) in out.iter_mut().enumerate() {
+        let v = u.get(j).copied().unwrap_or(f32::NAN);
+        *h = if v.is_finite() {
+            v.clamp(low[j], high[j])
+        } else {
+            safe[j]
+        };
     }
 }
 
@@ -170,18 +183,6 @@ pub fn rebuild(
     unknown: impl Fn(u32) -> bool,
 ) -> Vec<Option<Vec<f32>>> {
     let a = safe.len();
-    let clipped = |u: &[f32]| -> Vec<f32> {
-        u.iter()
-            .enumerate()
-            .map(|(j, &v)| {
-                if v.is_finite() {
-                    v.clamp(low[j], high[j])
-                } else {
-                    safe[j]
-                }
-            })
-            .collect()
-    };
     records
         .iter()
         .enumerate()
@@ -199,7 +200,9 @@ pub fn rebuild(
                     j -= 1;
                 }
                 if j > 0 && records[j - 1].0 == tick {
-                    x.extend(clipped(records[j - 1].2));
+                    let at = x.len();
+                    x.resize(at + a, 0.0);
+                    applied_into(records[j - 1].2, low, high, safe, &mut x[at..]);
                 } else if unknown(tick) {
                     return None;
                 } else {

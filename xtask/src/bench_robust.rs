@@ -237,6 +237,15 @@ fn sweep(
         .collect()
 }
 
+/// Axis `name` at `x` is the nominal model: no delay, no noise,
+/// parameters × 1.
+fn is_nominal(name: &str, x: f64) -> bool {
+    match name {
+        "action_delay" | "obs_noise" => x == 0.0,
+        _ => x == 1.0,
+    }
+}
+
 /// One policy kind's grid: per cell, the mean over seeds, and the lowest
 /// seed's.
 struct Grid {
@@ -276,12 +285,7 @@ impl Grid {
     fn nominal(&self) -> Result<&(Vec<f64>, f64, f64)> {
         self.cells
             .iter()
-            .find(|(v, ..)| {
-                self.names.iter().zip(v).all(|(n, x)| match n.as_str() {
-                    "action_delay" | "obs_noise" => *x == 0.0,
-                    _ => *x == 1.0,
-                })
-            })
+            .find(|(v, ..)| self.names.iter().zip(v).all(|(n, &x)| is_nominal(n, x)))
             .context("the grid has no nominal cell")
     }
 
@@ -289,10 +293,7 @@ impl Grid {
         self.names
             .iter()
             .zip(vals)
-            .filter(|(n, x)| match n.as_str() {
-                "action_delay" | "obs_noise" => **x != 0.0,
-                _ => **x != 1.0,
-            })
+            .filter(|(n, &x)| !is_nominal(n, x))
             .map(|(n, x)| format!("{n} {x}"))
             .collect::<Vec<_>>()
             .join(", ")

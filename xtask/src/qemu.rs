@@ -60,8 +60,9 @@ pub fn check_installed() -> Result<()> {
     }
 }
 
-/// The QEMU command line of `run`.
-pub fn command(run: &Run) -> Command {
+/// QEMU on the MPS2 AN386 board with semihosting, its monitor on
+/// `monitor` (`none`, `stdio`).
+fn machine(monitor: &str) -> Command {
     let mut c = Command::new(QEMU);
     c.args([
         "-machine",
@@ -71,10 +72,31 @@ pub fn command(run: &Run) -> Command {
         "-display",
         "none",
         "-monitor",
-        "none",
+        monitor,
         "-semihosting-config",
         "enable=on,target=native",
     ]);
+    c
+}
+
+/// Waits for `child` at most `timeout`: its status, or `None` if it is
+/// still running then.
+fn wait_timeout(child: &mut std::process::Child, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().context("waiting for a child process")? {
+            return Ok(Some(s));
+        }
+        if started.elapsed() > timeout {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The QEMU command line of `run`.
+pub fn command(run: &Run) -> Command {
+    let mut c = machine("none");
     if run.icount {
         c.args(["-icount", "shift=0"]);
     }
@@ -101,24 +123,8 @@ pub fn run_pty_capture(
     use std::io::{BufRead, BufReader, Write};
     use std::sync::mpsc;
     check_installed()?;
-    let mut q = Command::new(QEMU);
-    q.args([
-        "-machine",
-        "mps2-an386",
-        "-cpu",
-        "cortex-m4",
-        "-display",
-        "none",
-        "-S",
-        "-monitor",
-        "stdio",
-        "-semihosting-config",
-        "enable=on,target=native",
-        "-serial",
-        "pty",
-        "-kernel",
-    ])
-    .arg(elf);
+    let mut q = machine("stdio");
+    q.args(["-S", "-serial", "pty", "-kernel"]).arg(elf);
     let line = crate::cmd::display(&q);
     println!("$ {line}");
     let mut qemu = q
@@ -179,16 +185,9 @@ pub fn run_pty_capture(
             .write_all(b"cont\n")
             .context("writing `cont` to QEMU's monitor")?;
         stdin.flush().context("writing `cont` to QEMU's monitor")?;
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(s) = cap.try_wait().context("waiting for the capture")? {
-                break s;
-            }
-            if t0.elapsed() > timeout {
-                let _ = cap.kill();
-                bail!("`{cl}` did not finish within {} s", timeout.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = wait_timeout(&mut cap, timeout)? else {
+            let _ = cap.kill();
+            bail!("`{cl}` did not finish within {} s", timeout.as_secs());
         };
         let mut stdout = String::new();
         if let Some(mut o) = cap.stdout.take() {
@@ -202,10 +201,7 @@ pub fn run_pty_capture(
     })();
     // The firmware exits through semihosting after its End frame; end
     // QEMU either way.
-    let t0 = Instant::now();
-    while qemu.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = wait_timeout(&mut qemu, Duration::from_secs(10));
     let _ = qemu.kill();
     let _ = qemu.wait();
     let console: Vec<String> = qout.try_iter().chain(qerr.try_iter()).collect();
@@ -242,18 +238,11 @@ pub fn run(run: &Run) -> Result<Output> {
     };
     let out = reader(Box::new(child.stdout.take().context("no stdout pipe")?));
     let err = reader(Box::new(child.stderr.take().context("no stderr pipe")?));
-    let started = Instant::now();
-    let status: Option<ExitStatus> = loop {
-        if let Some(s) = child.try_wait().context("waiting for QEMU")? {
-            break Some(s);
-        }
-        if started.elapsed() > run.timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_timeout(&mut child, run.timeout)?;
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let mut console = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
     console.push_str(&String::from_utf8_lossy(&err.join().unwrap_or_default()));
     let Some(status) = status else {
