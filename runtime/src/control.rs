@@ -17,30 +17,39 @@
 //!
 //! ```text
 //! o_t      = sensor.read()
+//! check      o_t finite, within the safety bounds, not stuck (`safety`)
 //! u_t      ~ N(μ(o_t), σ²)          (or u_t = μ(o_t) when deterministic)
-//! applied  = clip(u_t, low, high)   → actuator.apply(applied)
+//! a_t      = clip(u_t, low, high)
+//! applied  = limit(a_t)             the safety limits and rate limit → actuator.apply(applied)
 //! outcome  = reward.outcome(Some(o_t), applied)
 //! log        (seq, episode, t, o_t, u_t unclipped, r_t, terminated, truncated,
 //!             log π(u_t|o_t), policy id)
 //! ```
 //!
-//! **Faults.** If the sensor fails or any element of `o_t` is NaN or ±∞,
-//! the loop applies [`Policy::safe_action`] instead, counts the tick
-//! (`sensor_errors` or `nonfinite_obs`) and logs **no** transition: its
-//! observation cannot be trusted, and the safe action did not come from the
-//! policy, so an off-policy learner must not see it. The tick still is a
-//! step of the episode: `t` advances (the gap in `t` tells a learner that
-//! the next observation does not follow from the previous action), the
-//! reward source is asked for the outcome (with `obs = None`), its reward
-//! counts towards the episode's return and its done flags end the episode.
-//! If the actuator refuses an action, the tick is counted
-//! (`actuator_errors`) and treated the same way (nothing logged: the plant
-//! may not have received the action).
+//! **Faults.** If the sensor fails, any element of `o_t` is NaN or ±∞, an
+//! e-stop is latched (an observation left the blob's safety bounds, this
+//! tick or earlier in the episode), the sensor is stuck, or the boot
+//! self-test failed ([`ControlLoop::self_tested`]), the loop applies
+//! [`Policy::safe_action`] instead, counts the tick and logs **no**
+//! transition: its observation cannot be trusted (or the policy must not
+//! act), and the safe action did not come from the policy, so an
+//! off-policy learner must not see it. The first tick of each fault is
+//! logged as an [`Event`](crate::log::Event) (code, tick, element, value);
+//! a fault that lasts is not logged again. The tick still is a step of
+//! the episode: `t` advances (the gap in `t` tells a learner that the next
+//! observation does not follow from the previous action), the reward
+//! source is asked for the outcome (with `obs = None`), its reward counts
+//! towards the episode's return and its done flags end the episode. If the
+//! actuator refuses an action, the tick is counted (`actuator_errors`) and
+//! treated the same way (nothing logged: the plant may not have received
+//! the action). [`TickOutcome::healthy`] says when a watchdog may be
+//! kicked: the loop chose the action on purpose and the actuator took it.
 //!
 //! **Action history.** For a policy with an action-history record
 //! ([`Policy::history_len`] `= k > 0`) the loop keeps the actions applied
 //! in the episode's last `k` ticks and gives them to the policy with
-//! `o_t`: the policy's clipped action on a tick the actuator took, the
+//! `o_t`: the policy's clipped action `a_t` (before the safety limits) on
+//! a tick the actuator took, the
 //! safe action on every other tick and before the episode's first, exactly
 //! as the trainer builds them in simulation. A learner rebuilds them from
 //! the log the same way: logged ticks give their clipped action, gaps in
@@ -56,8 +65,10 @@ use rand_core::RngCore;
 use crate::error::ActError;
 use crate::gaussian;
 use crate::history::ActionHistory;
-use crate::log::{Entry, EpisodeEnd, Logger, Record, Totals};
+use crate::log::{event, Entry, EpisodeEnd, Event, Logger, Record, SafetyTotals, Totals};
 use crate::policy::{Policy, Step};
+use crate::safety::{Guard, Verdict};
+use crate::selftest::SelfTestReport;
 
 /// Reads the plant's observation.
 pub trait Sensor<const OBS: usize> {
@@ -156,9 +167,37 @@ pub enum TickStatus {
         /// First non-finite element.
         index: usize,
     },
+    /// An e-stop is latched (observation `index` left its safety bounds,
+    /// on this tick or earlier in the episode): the safe action was
+    /// applied.
+    EStop {
+        /// The observation element that tripped it.
+        index: usize,
+    },
+    /// The sensor reading has not changed while the actuator was driven:
+    /// the safe action was applied.
+    StuckSensor,
+    /// The boot self-test failed: the safe action was applied.
+    SelfTestFailed,
     /// The actuator refused the action (the policy's, or the safe one after
     /// a sensor fault; the sensor fault is counted too).
     ActuatorError,
+}
+
+impl TickStatus {
+    /// The loop chose this tick's action on purpose: the policy acted, or
+    /// the safety layer holds the safe action (an e-stop, a failed
+    /// self-test). Not on faults it could not avoid (sensor, non-finite
+    /// observation, stuck sensor, actuator).
+    pub fn is_deliberate(&self) -> bool {
+        matches!(
+            self,
+            TickStatus::Logged
+                | TickStatus::LogFull
+                | TickStatus::EStop { .. }
+                | TickStatus::SelfTestFailed
+        )
+    }
 }
 
 /// The result of [`ControlLoop::tick`].
@@ -169,6 +208,9 @@ pub struct TickOutcome {
     /// The tick ended an episode (the next tick starts episode + 1 at
     /// `t = 0`; a simulator resets its plant now).
     pub done: bool,
+    /// The tick was deliberate ([`TickStatus::is_deliberate`]) and the
+    /// actuator took its action: kick the watchdog.
+    pub healthy: bool,
 }
 
 /// Counters of a [`ControlLoop`]. All saturate at `u32::MAX`.
@@ -189,9 +231,11 @@ pub struct LoopStats {
     pub sensor_errors: u32,
     /// Ticks whose actuator refused the action.
     pub actuator_errors: u32,
-    /// Ticks on which the safe action was applied (sensor or non-finite
-    /// faults).
+    /// Ticks on which the safe action was applied (every fault, e-stop,
+    /// stuck sensor and failed self-test).
     pub safe_actions: u32,
+    /// The safety layer's tick counts.
+    pub safety: SafetyTotals,
 }
 
 /// The control loop of one policy. Holds the episode counters and
@@ -208,6 +252,13 @@ pub struct ControlLoop<'p, 'b, const OBS: usize, const ACT: usize, const HID: us
     /// The actions applied before this tick, for a policy that takes them
     /// as inputs ([`Policy::history_len`]).
     history: ActionHistory<ACT>,
+    /// The safety layer (limits, e-stop, stuck sensor).
+    guard: Guard<OBS, ACT>,
+    /// A failed self-test holds the safe action for the whole run.
+    inhibited: bool,
+    inhibit_logged: bool,
+    /// The event code of the previous tick's fault, if it had one.
+    last_fault: Option<u8>,
     episode: u32,
     t: u32,
     episode_return: f64,
@@ -232,6 +283,10 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
             mean_log_prob: -gaussian::log_normalizer(policy.log_std()),
             safe: policy.safe_action(),
             history: ActionHistory::new(policy.safe_action()),
+            guard: Guard::new(policy.limits(), policy.safe_action()),
+            inhibited: false,
+            inhibit_logged: false,
+            last_fault: None,
             episode: 0,
             t: 0,
             episode_return: 0.0,
@@ -256,6 +311,15 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
         &self.stats
     }
 
+    /// Takes the boot self-test's result: if it failed, every later tick
+    /// applies the safe action (an `Event` at the first, the ticks counted
+    /// in `inhibited_ticks`).
+    pub fn self_tested(&mut self, report: &SelfTestReport) {
+        if !report.passed() {
+            self.inhibited = true;
+        }
+    }
+
     /// The totals of the run so far, for an `End` frame.
     pub fn totals<const CAP: usize>(&self, log: &Logger<OBS, ACT, CAP>) -> Totals {
         Totals {
@@ -267,35 +331,92 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
             sensor_errors: self.stats.sensor_errors,
             actuator_errors: self.stats.actuator_errors,
             return_sum: self.stats.return_sum,
+            safety: self.stats.safety,
         }
     }
 
-    /// The policy's action for `obs`: a sample, or the mean.
+    /// The policy's action for `obs`, or why the safe action applies: a
+    /// non-finite observation, an e-stop, a stuck sensor, a failed
+    /// self-test (checked in this order).
     fn decide<R: RngCore + ?Sized>(
-        &self,
+        &mut self,
         obs: &[f32; OBS],
         rng: &mut R,
-    ) -> Result<Step<ACT>, ActError> {
-        if !self.deterministic {
-            return self.policy.act_with(obs, &self.history, rng);
+    ) -> Result<Step<ACT>, Fault> {
+        if let Some(index) = obs.iter().position(|v| !v.is_finite()) {
+            inc(&mut self.stats.nonfinite_obs);
+            let mut f = Fault::new(
+                TickStatus::NonFiniteObservation { index },
+                event::NONFINITE_OBS,
+            );
+            f.index = index as u16;
+            return Err(f);
         }
-        let action = self.policy.mean_with(obs, &self.history)?;
-        let mut applied = action;
-        let (low, high) = (self.policy.action_low(), self.policy.action_high());
-        for ((v, &lo), &hi) in applied.iter_mut().zip(low).zip(high) {
-            // The same clamp as `Policy::mean_applied`.
-            *v = if *v < lo {
-                lo
-            } else if *v > hi {
-                hi
-            } else {
-                *v
+        match self.guard.check(obs) {
+            Verdict::Clear => {}
+            Verdict::EStop {
+                index,
+                value,
+                onset,
+            } => {
+                inc(&mut self.stats.safety.estop_ticks);
+                return Err(Fault {
+                    status: TickStatus::EStop { index },
+                    code: event::ESTOP,
+                    index: index as u16,
+                    value,
+                    onset,
+                    repeats_as_run: false,
+                });
+            }
+            Verdict::Stuck { repeats, onset } => {
+                inc(&mut self.stats.safety.stuck_ticks);
+                return Err(Fault {
+                    status: TickStatus::StuckSensor,
+                    code: event::STUCK_SENSOR,
+                    index: 0,
+                    value: repeats as f32,
+                    onset,
+                    repeats_as_run: false,
+                });
+            }
+        }
+        if self.inhibited {
+            inc(&mut self.stats.safety.inhibited_ticks);
+            let onset = !self.inhibit_logged;
+            self.inhibit_logged = true;
+            return Err(Fault {
+                status: TickStatus::SelfTestFailed,
+                code: event::SELF_TEST_FAILED,
+                index: 0,
+                value: 0.0,
+                onset,
+                repeats_as_run: false,
+            });
+        }
+        let step = if self.deterministic {
+            self.policy
+                .mean_with(obs, &self.history)
+                .map(|action| Step {
+                    action,
+                    // The same clamp as `Policy::mean_applied`.
+                    applied: self.policy.clipped(&action),
+                    log_prob: self.mean_log_prob,
+                })
+        } else {
+            self.policy.act_with(obs, &self.history, rng)
+        };
+        step.map_err(|e| {
+            // Finite input is never refused; count it as non-finite if it were.
+            inc(&mut self.stats.nonfinite_obs);
+            let index = match e {
+                ActError::NonFiniteObservation { index } => index,
+                _ => 0,
             };
-        }
-        Ok(Step {
-            action,
-            applied,
-            log_prob: self.mean_log_prob,
+            Fault::new(
+                TickStatus::NonFiniteObservation { index },
+                event::NONFINITE_OBS,
+            )
         })
     }
 
@@ -313,32 +434,29 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
     {
         inc(&mut self.stats.ticks);
         let t = self.t;
-        // `Ok((o_t, step))` when the policy acted, `Err(status)` on a fault.
+        // `Ok((o_t, step))` when the policy acted, `Err(fault)` otherwise.
         let decided = match plant.read() {
             Err(_) => {
                 inc(&mut self.stats.sensor_errors);
-                Err(TickStatus::SensorError)
+                Err(Fault::new(TickStatus::SensorError, event::SENSOR_ERROR))
             }
-            Ok(obs) => match self.decide(&obs, rng) {
-                Ok(step) => Ok((obs, step)),
-                Err(e) => {
-                    inc(&mut self.stats.nonfinite_obs);
-                    let index = match e {
-                        ActError::NonFiniteObservation { index } => index,
-                        _ => 0,
-                    };
-                    Err(TickStatus::NonFiniteObservation { index })
-                }
-            },
+            Ok(obs) => self.decide(&obs, rng).map(|step| (obs, step)),
         };
         let applied = match &decided {
-            Ok((_, step)) => step.applied,
+            Ok((_, step)) => {
+                let limited = self.guard.limit(&step.applied);
+                if limited != step.applied {
+                    inc(&mut self.stats.safety.limited_ticks);
+                }
+                limited
+            }
             Err(_) => {
                 inc(&mut self.stats.safe_actions);
                 self.safe
             }
         };
         let actuated = plant.apply(&applied).is_ok();
+        self.guard.applied(&applied);
         if !actuated {
             inc(&mut self.stats.actuator_errors);
         }
@@ -348,19 +466,43 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
         };
         let outcome = plant.outcome(obs, &applied);
         let done = outcome.done();
-        // What the history remembers of this tick: the policy's action if
-        // the actuator took it, else the safe action (a fault tick, or one
-        // the actuator refused: logged as a gap either way).
+        // What the history remembers of this tick: the policy's clipped
+        // action if the actuator took it, else the safe action (a fault
+        // tick, or one the actuator refused: logged as a gap either way).
         if self.policy.history_len() > 0 {
             self.history.push(match &decided {
-                Ok(_) if actuated => applied,
+                Ok((_, step)) if actuated => step.applied,
                 _ => self.safe,
             });
         }
         self.episode_return += outcome.reward as f64;
 
+        // The event of this tick, if a fault starts on it (a fault that
+        // lasts is logged once, at its first tick).
+        let fault = match &decided {
+            Err(f) => Some(*f),
+            Ok(_) if !actuated => {
+                Some(Fault::new(TickStatus::ActuatorError, event::ACTUATOR_ERROR))
+            }
+            Ok(_) => None,
+        };
+        let code = fault.map(|f| f.code);
+        if let Some(f) = fault {
+            if f.onset || (f.repeats_as_run && self.last_fault != code) {
+                let _ = log.push(Entry::Event(Event {
+                    seq: 0,
+                    episode: self.episode,
+                    t,
+                    code: f.code,
+                    index: f.index,
+                    value: f.value,
+                }));
+            }
+        }
+        self.last_fault = code;
+
         let status = match decided {
-            Err(status) => status,
+            Err(f) => f.status,
             Ok(_) if !actuated => TickStatus::ActuatorError,
             Ok((obs, step)) => {
                 inc(&mut self.stats.transitions);
@@ -400,9 +542,43 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
             self.episode = self.episode.saturating_add(1);
             self.t = 0;
             self.history.reset(self.safe);
+            self.guard.begin_episode();
+            self.last_fault = None;
         } else {
             self.t = t.saturating_add(1);
         }
-        TickOutcome { status, done }
+        TickOutcome {
+            status,
+            done,
+            healthy: actuated && status.is_deliberate(),
+        }
+    }
+}
+
+/// Why a tick applied the safe action, and what its event says.
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    status: TickStatus,
+    code: u8,
+    index: u16,
+    value: f32,
+    /// Log the event on this tick whatever came before (an e-stop or
+    /// stuck sensor that starts now).
+    onset: bool,
+    /// Log the event when the previous tick had another fault (or none):
+    /// sensor, non-finite and actuator faults, which have no state.
+    repeats_as_run: bool,
+}
+
+impl Fault {
+    fn new(status: TickStatus, code: u8) -> Self {
+        Fault {
+            status,
+            code,
+            index: 0,
+            value: 0.0,
+            onset: false,
+            repeats_as_run: true,
+        }
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! Header
+//! SelfTest (the blob's self-test vectors checked on this core, if it has them)
 //! for each episode:  rig.begin_episode(rng); pace.episode_start()
 //!                    loop { ControlLoop::tick; drain the log if pace says so; pace.wait() }
 //!                    until the tick ends the episode
@@ -22,6 +23,16 @@
 //! - [`Pace`]: when ticks happen and when the log queue is drained (as fast
 //!   as possible on the host; one tick per timer period on a board).
 //! - the sink, `FnMut(&[u8])`: where frames go (a UART, a `Vec`).
+//! - [`Watchdog`]: kicked after every healthy tick
+//!   ([`TickOutcome::healthy`](crate::control::TickOutcome)); a board
+//!   wires it to its independent watchdog, so a loop that hangs, or a
+//!   sensor or actuator that keeps failing, resets the board. [`run`] has
+//!   none; [`run_with`] takes one.
+//!
+//! **Self-test.** Before the first episode the driver runs the blob's
+//! self-test vectors ([`selftest`](crate::selftest)) and logs the result.
+//! If it failed, the loop applies only the safe action for the whole run
+//! (the ticks are counted, the first logs an `Event`).
 //!
 //! **Determinism.** The byte stream is a pure function of the policy blob,
 //! the rig's behaviour, the plant code and the [`RunConfig`]: one
@@ -29,7 +40,7 @@
 //! episode, `rig.begin_episode(rng)`, then per tick (stochastic only) the
 //! policy's two `u32` per action pair. With a [`Pace`] that drains after
 //! every tick and a queue of `CAP ≥ 2` entries nothing is ever dropped (a
-//! tick queues at most a transition and an episode end), so neither the
+//! tick queues at most a transition or an event, and an episode end), so neither the
 //! hidden-layer scratch width `HID` nor `CAP` changes a byte.
 //!
 //! **Guarantees.** [`run`] never panics and never allocates; it blocks only
@@ -40,9 +51,13 @@
 use rand_core::RngCore;
 
 use crate::control::{Actuator, ControlLoop, Io, LoopStats, RewardSource, Sensor};
-use crate::log::{encode_end, encode_header, Header, Logger, LOG_VERSION, MAX_FRAME_LEN};
+use crate::log::{
+    encode_end, encode_header, encode_self_test, event, Entry, Event, Header, Logger, SafetyTotals,
+    LOG_VERSION, MAX_FRAME_LEN,
+};
 use crate::policy::Policy;
 use crate::rng;
+use crate::selftest::{self, SelfTestReport};
 
 /// A plant as the driver sees it: sensor, actuator and reward source, and
 /// what happens before each episode.
@@ -101,6 +116,10 @@ pub struct RunStats {
     pub frames: u32,
     /// Bytes written to the sink.
     pub bytes: u32,
+    /// The safety layer's tick counts.
+    pub safety: SafetyTotals,
+    /// The boot self-test's result (`None`: the blob has no vectors).
+    pub self_test: Option<SelfTestReport>,
 }
 
 impl RunStats {
@@ -122,6 +141,8 @@ impl RunStats {
             actuator_errors: s.actuator_errors,
             frames,
             bytes,
+            safety: s.safety,
+            self_test: None,
         }
     }
 }
@@ -140,6 +161,28 @@ pub trait Pace {
     }
     /// After the tick and its frames: wait for the next period.
     fn wait(&mut self) {}
+}
+
+/// A watchdog the driver kicks after every healthy tick: a board's
+/// independent watchdog (the STM32's IWDG), started before the run with a
+/// timeout of a few control periods.
+pub trait Watchdog {
+    /// Restarts the watchdog's countdown.
+    fn feed(&mut self);
+    /// This watchdog reset the board before the run (a board reads its
+    /// reset-cause register at boot): the driver logs a `WATCHDOG_RESET`
+    /// event at the run's first tick.
+    fn caused_last_reset(&self) -> bool {
+        false
+    }
+}
+
+/// No watchdog (the host simulation, QEMU).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoWatchdog;
+
+impl Watchdog for NoWatchdog {
+    fn feed(&mut self) {}
 }
 
 /// Ticks as fast as the core goes, draining the log after every tick: the
@@ -214,6 +257,22 @@ pub fn run<G, const OBS: usize, const ACT: usize, const HID: usize, const CAP: u
 where
     G: Rig<OBS, ACT>,
 {
+    run_with::<G, OBS, ACT, HID, CAP>(policy, rig, plant_code, cfg, pace, &mut NoWatchdog, sink)
+}
+
+/// [`run`] with a [`Watchdog`], kicked after every healthy tick.
+pub fn run_with<G, const OBS: usize, const ACT: usize, const HID: usize, const CAP: usize>(
+    policy: &Policy<'_, OBS, ACT, HID>,
+    rig: &mut G,
+    plant_code: u8,
+    cfg: &RunConfig,
+    pace: &mut impl Pace,
+    watchdog: &mut impl Watchdog,
+    sink: &mut impl FnMut(&[u8]),
+) -> RunStats
+where
+    G: Rig<OBS, ACT>,
+{
     let mut buf = [0u8; MAX_FRAME_LEN];
     let mut out = Out {
         sink,
@@ -236,6 +295,22 @@ where
     let mut rng = rng::seeded(cfg.seed);
     let mut log = Logger::<OBS, ACT, CAP>::new();
     let mut ctl = ControlLoop::new(policy, cfg.deterministic);
+    let report = selftest::run(policy);
+    if let Some(r) = &report {
+        let n = encode_self_test(r, &mut buf).ok();
+        out.emit(n.and_then(|n| buf.get(..n)));
+        ctl.self_tested(r);
+    }
+    if watchdog.caused_last_reset() {
+        let _ = log.push(Entry::Event(Event {
+            seq: 0,
+            episode: 0,
+            t: 0,
+            code: event::WATCHDOG_RESET,
+            index: 0,
+            value: 0.0,
+        }));
+    }
     let mut ticks = 0u32;
     for episode in 0..cfg.episodes {
         if episode > 0 {
@@ -248,6 +323,9 @@ where
         pace.episode_start();
         loop {
             let tick = ctl.tick(rig, &mut rng, &mut log);
+            if tick.healthy {
+                watchdog.feed();
+            }
             ticks = ticks.wrapping_add(1);
             if pace.drain_after(ticks) {
                 out.drain(&mut log, &mut buf);
@@ -263,5 +341,8 @@ where
     let n = encode_end(&totals, &mut buf).ok();
     out.emit(n.and_then(|n| buf.get(..n)));
 
-    RunStats::new(ctl.stats(), log.dropped(), out.frames, out.bytes)
+    RunStats {
+        self_test: report,
+        ..RunStats::new(ctl.stats(), log.dropped(), out.frames, out.bytes)
+    }
 }

@@ -45,6 +45,24 @@ pub enum Field {
     HistoryInvStd,
     /// `weights` of the action-history record.
     HistoryWeights,
+    /// `action_low` of the safety record (extension 0x01).
+    SafetyActionLow,
+    /// `action_high` of the safety record.
+    SafetyActionHigh,
+    /// `max_delta` of the safety record.
+    SafetyMaxDelta,
+    /// `obs_low` of the safety record.
+    SafetyObsLow,
+    /// `obs_high` of the safety record.
+    SafetyObsHigh,
+    /// `count` of the self-test record (extension 0x81).
+    SelfTestCount,
+    /// `tolerance` of the self-test record.
+    SelfTestTolerance,
+    /// `obs` of the self-test record.
+    SelfTestObs,
+    /// `mean` of the self-test record.
+    SelfTestMean,
 }
 
 impl fmt::Display for Field {
@@ -67,6 +85,19 @@ impl fmt::Display for Field {
             Field::HistoryMean => f.write_str("history.mean (extension 0x00)"),
             Field::HistoryInvStd => f.write_str("history.inv_std (extension 0x00)"),
             Field::HistoryWeights => f.write_str("history.weights (extension 0x00)"),
+            Field::SafetyActionLow => {
+                f.write_str("safety.action_low (extension 0x01; within action_low..safe_action)")
+            }
+            Field::SafetyActionHigh => {
+                f.write_str("safety.action_high (extension 0x01; within safe_action..action_high)")
+            }
+            Field::SafetyMaxDelta => f.write_str("safety.max_delta (extension 0x01; >= 0)"),
+            Field::SafetyObsLow => f.write_str("safety.obs_low (extension 0x01)"),
+            Field::SafetyObsHigh => f.write_str("safety.obs_high (extension 0x01; > obs_low)"),
+            Field::SelfTestCount => f.write_str("self_test.count (extension 0x81)"),
+            Field::SelfTestTolerance => f.write_str("self_test.tolerance (extension 0x81)"),
+            Field::SelfTestObs => f.write_str("self_test.obs (extension 0x81)"),
+            Field::SelfTestMean => f.write_str("self_test.mean (extension 0x81)"),
         }
     }
 }

@@ -520,16 +520,33 @@ impl<'a> Blob<'a> {
                 prev = Some(e.tag);
                 // The required records this runtime knows; any other
                 // required tag is refused.
-                if e.tag == crate::history::TAG {
-                    let rows = layers[0].map_or(0, |l| l.rows);
-                    crate::history::parse_body(e.body, obs_dim, act_dim, rows)?;
-                } else if e.tag < OPTIONAL_EXTENSION_TAGS {
-                    return Err(FormatError::UnknownExtension { tag: e.tag });
-                }
-                // Optional records this runtime knows are checked too.
-                if e.tag == crate::realism::TAG {
-                    crate::realism::parse_body(e.body, obs_dim, act_dim)
-                        .map_err(FormatError::Realism)?;
+                match e.tag {
+                    crate::history::TAG => {
+                        let rows = layers[0].map_or(0, |l| l.rows);
+                        crate::history::parse_body(e.body, obs_dim, act_dim, rows)?;
+                    }
+                    crate::safety::TAG => {
+                        crate::safety::parse_body(
+                            e.body,
+                            obs_dim,
+                            act_dim,
+                            raw.action_low,
+                            raw.action_high,
+                            t.safe_action,
+                        )?;
+                    }
+                    tag if tag < OPTIONAL_EXTENSION_TAGS => {
+                        return Err(FormatError::UnknownExtension { tag })
+                    }
+                    // Optional records this runtime knows are checked too.
+                    crate::realism::TAG => {
+                        crate::realism::parse_body(e.body, obs_dim, act_dim)
+                            .map_err(FormatError::Realism)?;
+                    }
+                    crate::selftest::TAG => {
+                        crate::selftest::parse_body(e.body, obs_dim, act_dim)?;
+                    }
+                    _ => {}
                 }
                 *slot = Some(Extension {
                     tag: e.tag,
@@ -593,6 +610,30 @@ impl<'a> Blob<'a> {
         let e = self.extensions().find(|e| e.tag == crate::history::TAG)?;
         let rows = self.layers[0].map_or(0, |l| l.rows);
         crate::history::parse_body(e.body, self.obs_dim, self.act_dim, rows).ok()
+    }
+
+    /// The safety limits (the required record with tag
+    /// [`safety::TAG`](crate::safety::TAG), checked by [`Blob::parse`]),
+    /// if the blob has them.
+    pub fn safety(&self) -> Option<crate::safety::SafetyView<'a>> {
+        let e = self.extensions().find(|e| e.tag == crate::safety::TAG)?;
+        crate::safety::parse_body(
+            e.body,
+            self.obs_dim,
+            self.act_dim,
+            self.action_low,
+            self.action_high,
+            self.safe_action_bytes,
+        )
+        .ok()
+    }
+
+    /// The boot self-test vectors (the optional record with tag
+    /// [`selftest::TAG`](crate::selftest::TAG), checked by
+    /// [`Blob::parse`]), if the blob has them.
+    pub fn self_test(&self) -> Option<crate::selftest::SelfTestView<'a>> {
+        let e = self.extensions().find(|e| e.tag == crate::selftest::TAG)?;
+        crate::selftest::parse_body(e.body, self.obs_dim, self.act_dim).ok()
     }
 
     /// The extension records, in tag order: the required ones this runtime

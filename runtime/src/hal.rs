@@ -77,6 +77,11 @@ impl<I2C: I2c, const OBS: usize> I2cSensor<I2C, OBS> {
     pub fn release(self) -> I2C {
         self.i2c
     }
+
+    /// The bus (e.g. for its error counters).
+    pub fn i2c(&self) -> &I2C {
+        &self.i2c
+    }
 }
 
 impl<I2C: I2c, const OBS: usize> Sensor<OBS> for I2cSensor<I2C, OBS> {
@@ -126,6 +131,21 @@ impl<P: SetDutyCycle, const ACT: usize> PwmActuator<P, ACT> {
     /// Gives the channels back.
     pub fn release(self) -> [P; ACT] {
         self.channels
+    }
+
+    /// The duty [`apply`](Actuator::apply) would set on each channel for
+    /// `action` (e.g. the safe action, for a panic handler that must set it
+    /// without the actuator).
+    pub fn duty_of(&mut self, action: &[f32; ACT]) -> [u16; ACT] {
+        let mut out = [0u16; ACT];
+        for ((o, ch), ((&a, &lo), &hi)) in out
+            .iter_mut()
+            .zip(self.channels.iter_mut())
+            .zip(action.iter().zip(&self.low).zip(&self.high))
+        {
+            *o = duty(a, lo, hi, ch.max_duty_cycle());
+        }
+        out
     }
 }
 

@@ -25,6 +25,9 @@
 //!   `tinyppo simulate`. [`realism`]: sensor noise, quantization and delay,
 //!   actuator delay, slew, lag and deadzone around any plant; [`history`]:
 //!   the last applied actions as extra policy inputs.
+//! - [`safety`]: action limits, rate limit, observation e-stop and
+//!   stuck-sensor detection after the policy; [`selftest`]: the boot
+//!   self-test's vectors and check.
 //!
 //! All float math is plain IEEE f32 (`libm` and [`math`]) and the int8
 //! sums are exact integers (the device's assembly computes the same ones
@@ -71,6 +74,8 @@ pub mod plants;
 pub mod policy;
 pub mod realism;
 pub mod rng;
+pub mod safety;
+pub mod selftest;
 pub mod sim;
 
 pub use error::{ActError, Field, FormatError};

@@ -11,6 +11,7 @@
 //! frame = COBS( body ‖ CRC-32C(body) as u32 LE ) ‖ 0x00
 //! body  = postcard enum: varint tag, then the kind's fields
 //!         0 Header  1 Transition  2 Dropped  3 EpisodeEnd  4 End
+//!         5 SelfTest  6 Event
 //! ```
 //!
 //! COBS removes every `0x00` from the encoded bytes, so `0x00` only ever
@@ -62,6 +63,48 @@ pub mod kind {
     pub const EPISODE_END: u32 = 3;
     /// [`Totals`](super::Totals): the last frame of a finished run.
     pub const END: u32 = 4;
+    /// [`SelfTestReport`](crate::selftest::SelfTestReport): the boot
+    /// self-test's result, after the first header.
+    pub const SELF_TEST: u32 = 5;
+    /// [`Event`](super::Event): a safety or fault event, at its tick.
+    pub const EVENT: u32 = 6;
+}
+
+/// What an [`Event`] reports. Codes `0x80–0xFF` are free for an
+/// application's or a board's own events (`logs decode` prints their
+/// number).
+pub mod event {
+    /// Observation `index` left its safety bounds (value: the observation):
+    /// the loop applies the safe action until the episode ends (an e-stop).
+    pub const ESTOP: u8 = 0;
+    /// The sensor read the same value `value` ticks in a row while the
+    /// actuator was driven: the safe action until the reading changes.
+    pub const STUCK_SENSOR: u8 = 1;
+    /// The sensor read failed (the first tick of a run of failures).
+    pub const SENSOR_ERROR: u8 = 2;
+    /// Observation `index` was NaN or infinite (first tick of a run).
+    pub const NONFINITE_OBS: u8 = 3;
+    /// The actuator refused the action (first tick of a run).
+    pub const ACTUATOR_ERROR: u8 = 4;
+    /// The boot self-test failed: the loop applies only the safe action.
+    pub const SELF_TEST_FAILED: u8 = 5;
+    /// The board's watchdog reset it before this run (logged at the run's
+    /// first tick, see `driver::Watchdog`).
+    pub const WATCHDOG_RESET: u8 = 6;
+
+    /// A short name for `code` (`None` for an application's code).
+    pub const fn name(code: u8) -> Option<&'static str> {
+        Some(match code {
+            ESTOP => "e-stop",
+            STUCK_SENSOR => "stuck sensor",
+            SENSOR_ERROR => "sensor error",
+            NONFINITE_OBS => "non-finite observation",
+            ACTUATOR_ERROR => "actuator error",
+            SELF_TEST_FAILED => "self-test failed",
+            WATCHDOG_RESET => "watchdog reset",
+            _ => return None,
+        })
+    }
 }
 
 /// Plant code of a [`Header`] for a real plant (hardware) or an unknown one.
@@ -72,10 +115,10 @@ pub const PLANT_HARDWARE: u8 = 0xFF;
 
 /// Largest body of a frame with these dimensions: a transition,
 /// `1 + 3·5 + 4·(obs + act) + 4 + 2 + 4 + 4` bytes, or the `End` frame's
-/// 44 bytes if larger.
+/// 64 bytes if larger.
 pub const fn max_body_len(obs_dim: usize, act_dim: usize) -> usize {
     let transition = 1 + 3 * 5 + 4 * (obs_dim + act_dim) + 4 + 2 + 4 + 4;
-    let end = 1 + 7 * 5 + 8;
+    let end = 1 + 11 * 5 + 8;
     if transition > end {
         transition
     } else {
@@ -198,7 +241,7 @@ impl core::error::Error for LogError {}
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Record<const OBS: usize, const ACT: usize> {
     /// Entry number in the device's log (assigned by [`Logger::push`]):
-    /// counts transitions and episode ends, dropped ones included, so a gap
+    /// counts transitions, episode ends and events, dropped ones included, so a gap
     /// shows what is missing. Wraps at 2³².
     pub seq: u32,
     /// Episode number, from 0.
@@ -292,7 +335,7 @@ pub struct Dropped {
 /// Totals of a finished run: the last frame of a stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Totals {
-    /// Entry numbers used (transitions and episode ends, dropped ones
+    /// Entry numbers used (transitions, episode ends and events, dropped ones
     /// included): the next `seq`.
     pub entries: u32,
     /// Transitions recorded (queued or dropped).
@@ -310,6 +353,44 @@ pub struct Totals {
     /// Sum of the returns of the completed episodes (f64 accumulation of
     /// the f32 rewards, step by step, then episode by episode).
     pub return_sum: f64,
+    /// The safety layer's counters (appended to the `End` frame after
+    /// `return_sum` when any is non-zero; a frame without them reads as
+    /// zeros).
+    pub safety: SafetyTotals,
+}
+
+/// What the safety layer did in a run (see `safety`): ticks, not events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SafetyTotals {
+    /// Ticks spent in an e-stop (safe action applied).
+    pub estop_ticks: u32,
+    /// Ticks with a stuck sensor (safe action applied).
+    pub stuck_ticks: u32,
+    /// Ticks on which a limit changed the policy's action (bounds or rate).
+    pub limited_ticks: u32,
+    /// Ticks on which a failed self-test held the safe action.
+    pub inhibited_ticks: u32,
+}
+
+/// A safety or fault event, logged at the tick it happened: an e-stop, a
+/// stuck or failed sensor, a refused action, a failed self-test. A fault
+/// that lasts several ticks is logged once, at its first tick; the ticks
+/// are counted in [`Totals`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    /// Entry number (see [`Record::seq`]).
+    pub seq: u32,
+    /// Episode of the tick.
+    pub episode: u32,
+    /// Step of the tick within the episode.
+    pub t: u32,
+    /// What happened: an [`event`] code.
+    pub code: u8,
+    /// Which element (observation or action dimension), 0 if none.
+    pub index: u16,
+    /// The value that caused it (the observation for an e-stop, the tick
+    /// count for a stuck sensor), 0 if none.
+    pub value: f32,
 }
 
 // ---------------------------------------------------------------------------
@@ -377,7 +458,10 @@ impl Serialize for Dropped {
 
 impl Serialize for Totals {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(8)?;
+        // The safety counters are appended only when one is non-zero: a
+        // run that used no safety feature writes the bytes it always did.
+        let safety = self.safety != SafetyTotals::default();
+        let mut t = s.serialize_tuple(if safety { 12 } else { 8 })?;
         t.serialize_element(&self.entries)?;
         t.serialize_element(&self.transitions)?;
         t.serialize_element(&self.episodes)?;
@@ -386,6 +470,37 @@ impl Serialize for Totals {
         t.serialize_element(&self.sensor_errors)?;
         t.serialize_element(&self.actuator_errors)?;
         t.serialize_element(&self.return_sum)?;
+        if safety {
+            t.serialize_element(&self.safety.estop_ticks)?;
+            t.serialize_element(&self.safety.stuck_ticks)?;
+            t.serialize_element(&self.safety.limited_ticks)?;
+            t.serialize_element(&self.safety.inhibited_ticks)?;
+        }
+        t.end()
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(6)?;
+        t.serialize_element(&self.seq)?;
+        t.serialize_element(&self.episode)?;
+        t.serialize_element(&self.t)?;
+        t.serialize_element(&self.code)?;
+        t.serialize_element(&self.index)?;
+        t.serialize_element(&self.value)?;
+        t.end()
+    }
+}
+
+impl Serialize for crate::selftest::SelfTestReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(5)?;
+        t.serialize_element(&self.vectors)?;
+        t.serialize_element(&self.failed)?;
+        t.serialize_element(&self.worst_index)?;
+        t.serialize_element(&self.worst_error)?;
+        t.serialize_element(&self.tolerance)?;
         t.end()
     }
 }
@@ -482,6 +597,20 @@ pub fn encode_episode_end<const OBS: usize>(
 /// length.
 pub fn encode_end(t: &Totals, out: &mut [u8]) -> Result<usize, LogError> {
     encode_tagged(kind::END, "End", t, out)
+}
+
+/// Writes an [`Event`] frame into `out`; returns its length.
+pub fn encode_event(e: &Event, out: &mut [u8]) -> Result<usize, LogError> {
+    encode_tagged(kind::EVENT, "Event", e, out)
+}
+
+/// Writes a `SelfTest` frame (the boot self-test's result) into `out`;
+/// returns its length.
+pub fn encode_self_test(
+    r: &crate::selftest::SelfTestReport,
+    out: &mut [u8],
+) -> Result<usize, LogError> {
+    encode_tagged(kind::SELF_TEST, "SelfTest", r, out)
 }
 
 // ---------------------------------------------------------------------------
@@ -597,6 +726,10 @@ pub enum Frame<'a> {
     EpisodeEnd(EpisodeEndRef<'a>),
     /// Totals of the run.
     End(Totals),
+    /// The boot self-test's result.
+    SelfTest(crate::selftest::SelfTestReport),
+    /// A safety or fault event.
+    Event(Event),
 }
 
 /// Reads postcard values from the front of a body.
@@ -742,6 +875,32 @@ fn parse_body(body: &[u8], dims: Option<Dims>) -> Result<Frame<'_>, LogError> {
             sensor_errors: c.take()?,
             actuator_errors: c.take()?,
             return_sum: c.take()?,
+            // Appended fields: absent in streams written before them.
+            safety: if c.0.is_empty() {
+                SafetyTotals::default()
+            } else {
+                SafetyTotals {
+                    estop_ticks: c.take()?,
+                    stuck_ticks: c.take()?,
+                    limited_ticks: c.take()?,
+                    inhibited_ticks: c.take()?,
+                }
+            },
+        }),
+        kind::SELF_TEST => Frame::SelfTest(crate::selftest::SelfTestReport {
+            vectors: c.take()?,
+            failed: c.take()?,
+            worst_index: c.take()?,
+            worst_error: c.take()?,
+            tolerance: c.take()?,
+        }),
+        kind::EVENT => Frame::Event(Event {
+            seq: c.take()?,
+            episode: c.take()?,
+            t: c.take()?,
+            code: c.take()?,
+            index: c.take()?,
+            value: c.take()?,
         }),
         tag => return Err(LogError::UnknownKind { tag }),
     };
@@ -759,6 +918,8 @@ pub enum Entry<const OBS: usize, const ACT: usize> {
     Transition(Record<OBS, ACT>),
     /// The final observation of an episode.
     EpisodeEnd(EpisodeEnd<OBS>),
+    /// A safety or fault event.
+    Event(Event),
 }
 
 impl<const OBS: usize, const ACT: usize> Entry<OBS, ACT> {
@@ -767,18 +928,21 @@ impl<const OBS: usize, const ACT: usize> Entry<OBS, ACT> {
         match self {
             Entry::Transition(r) => r.seq,
             Entry::EpisodeEnd(e) => e.seq,
+            Entry::Event(e) => e.seq,
         }
     }
     fn set_seq(&mut self, seq: u32) {
         match self {
             Entry::Transition(r) => r.seq = seq,
             Entry::EpisodeEnd(e) => e.seq = seq,
+            Entry::Event(e) => e.seq = seq,
         }
     }
     fn encode(&self, out: &mut [u8]) -> Result<usize, LogError> {
         match self {
             Entry::Transition(r) => encode_transition(r, out),
             Entry::EpisodeEnd(e) => encode_episode_end(e, out),
+            Entry::Event(e) => encode_event(e, out),
         }
     }
 }

@@ -24,6 +24,8 @@ use crate::gaussian;
 use crate::history::{self, ActionHistory, HistoryView, MAX_HISTORY};
 use crate::kernels::{self, QVec};
 use crate::math;
+use crate::safety::{Limits, SafetyView};
+use crate::selftest::SelfTestView;
 
 /// One sampled action.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +57,8 @@ pub struct Policy<'a, const OBS: usize, const ACT: usize, const HID: usize> {
     safe: [f32; ACT],
     plant: u8,
     history: Option<HistoryView<'a>>,
+    safety: Option<SafetyView<'a>>,
+    self_test: Option<SelfTestView<'a>>,
 }
 
 fn fill<const N: usize>(bytes: &[u8]) -> [f32; N] {
@@ -152,6 +156,8 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
             },
             plant: blob.plant,
             history: blob.history(),
+            safety: blob.safety(),
+            self_test: blob.self_test(),
         })
     }
 
@@ -191,6 +197,21 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
     /// one (v1 blobs do not).
     pub fn plant_code(&self) -> Option<u8> {
         (self.plant != crate::plants::code::UNSPECIFIED).then_some(self.plant)
+    }
+
+    /// The safety limits of the blob's record, or [`Limits::none`] (the
+    /// policy's bounds only) without one; see [`safety`](crate::safety).
+    pub fn limits(&self) -> Limits<OBS, ACT> {
+        match &self.safety {
+            Some(v) => Limits::from_view(v),
+            None => Limits::none(self.low, self.high),
+        }
+    }
+
+    /// The blob's self-test vectors, if it has them; run them with
+    /// [`selftest::run`](crate::selftest::run).
+    pub fn self_test(&self) -> Option<&SelfTestView<'a>> {
+        self.self_test.as_ref()
     }
 
     /// How many past applied actions the policy takes as inputs (`k` of
@@ -340,6 +361,13 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
     /// Entropy of the action distribution (state-independent).
     pub fn entropy(&self) -> f32 {
         gaussian::entropy(&self.log_std)
+    }
+
+    /// `a` clipped to the action bounds (what the actuator may get).
+    pub fn clipped(&self, a: &[f32; ACT]) -> [f32; ACT] {
+        let mut a = *a;
+        self.clip(&mut a);
+        a
     }
 
     fn clip(&self, a: &mut [f32; ACT]) {

@@ -18,7 +18,7 @@
 //! `eval_blob(.., stochastic)`, so the two compute the same episodes. The
 //! hidden-layer scratch width `HID` and the queue capacity `CAP` do not
 //! change a byte: `run_simulated` drains the queue after every tick, and a
-//! tick queues at most two entries (its transition and, at an episode's
+//! tick queues at most two entries (its transition or event and, at an episode's
 //! end, the `EpisodeEnd`), so with `CAP ≥ 2` (checked at compile time)
 //! nothing is ever dropped. A firmware with `HID = 64` and `CAP = 8` and the
 //! host with `HID = 256` and `CAP = 64` write the same bytes.

@@ -116,9 +116,9 @@ fn the_record_is_required_and_checked() {
     // Another required tag in its place is unknown to this runtime.
     let exts: Vec<_> = b.extensions().collect();
     let mut other = exts.clone();
-    other[0].tag = 0x01;
+    other[0].tag = 0x02;
     let err = reencode_with(&b, &other).unwrap_err();
-    assert_eq!(err, FormatError::UnknownExtension { tag: 0x01 });
+    assert_eq!(err, FormatError::UnknownExtension { tag: 0x02 });
     // A history of 9 actions (more than MAX_HISTORY) is refused.
     let mut body = e.body.to_vec();
     body[0] = 9;

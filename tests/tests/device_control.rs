@@ -144,7 +144,8 @@ fn a_non_finite_observation_gets_the_safe_action_and_is_not_logged() {
     // The reward source saw every tick, without an observation on the bad
     // ones; `t` jumps over them in the log.
     assert_eq!(plant.reward.saw, [true, false, false, true]);
-    assert_eq!(logged(&mut log), [(0, 0, 0, 0.5), (1, 0, 3, 0.75)]);
+    // One event for the run of two non-finite ticks takes entry 1.
+    assert_eq!(logged(&mut log), [(0, 0, 0, 0.5), (2, 0, 3, 0.75)]);
     assert_eq!(ctl.t(), 4);
 }
 
@@ -186,11 +187,12 @@ fn sensor_and_actuator_errors_are_counted_and_never_logged() {
         (s.sensor_errors, s.actuator_errors, s.transitions),
         (2, 2, 1)
     );
-    assert_eq!(logged(&mut log), [(0, 0, 2, 0.3)]);
+    // Entries 0, 1 and 3 are the events of the three fault ticks.
+    assert_eq!(logged(&mut log), [(2, 0, 2, 0.3)]);
     let totals = ctl.totals(&log);
     assert_eq!(
         (totals.sensor_errors, totals.actuator_errors, totals.entries),
-        (2, 2, 1)
+        (2, 2, 4)
     );
 }
 

@@ -148,7 +148,7 @@ fn a_bus_error_in_the_loop_applies_the_safe_action_and_is_counted() {
         TickStatus::SensorError
     );
     assert_eq!(ctl.stats().sensor_errors, 1);
-    assert_eq!(log.len(), 1);
+    assert_eq!(log.len(), 2, "the transition and the sensor-error event");
     i2c.done();
     pwm.done();
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use tinyppo_runtime::log::{
     self, decode_frame, encode_dropped, encode_end, encode_episode_end, encode_header,
     encode_transition, Dims, Dropped, Entry, EpisodeEnd, Frame, Header, LogError, Logger, Record,
-    Totals, LOG_VERSION, MAX_FRAME_LEN,
+    SafetyTotals, Totals, LOG_VERSION, MAX_FRAME_LEN,
 };
 use tinyppo_runtime::plants::Pendulum;
 use tinyppo_runtime::sim::{run_simulated, RunConfig};
@@ -160,9 +160,45 @@ fn every_frame_kind_round_trips() {
         sensor_errors: 2,
         actuator_errors: 3,
         return_sum: -1234.5678,
+        safety: SafetyTotals {
+            estop_ticks: 40,
+            stuck_ticks: 5,
+            limited_ticks: 300,
+            inhibited_ticks: 0,
+        },
     };
     let mut f = enc(|b| encode_end(&t, b));
     assert_eq!(decode_frame(&mut f, None), Ok(Frame::End(t)));
+}
+
+/// An `End` frame written before the safety counters were appended (tag
+/// 4, seven varints and the f64 return sum) still decodes, with zeros; one
+/// with only some of the counters is malformed.
+#[test]
+fn end_frame_without_safety_counters_reads_as_zeros() {
+    let old = (4u32, (3u32, 2u32, 1u32, 0u32, 7u32, 8u32, 9u32), -1.5f64);
+    let body = postcard::to_allocvec(&old).unwrap();
+    let want = Totals {
+        entries: 3,
+        transitions: 2,
+        episodes: 1,
+        dropped: 0,
+        nonfinite_obs: 7,
+        sensor_errors: 8,
+        actuator_errors: 9,
+        return_sum: -1.5,
+        safety: SafetyTotals::default(),
+    };
+    assert_eq!(
+        decode_frame(&mut frame_ref(&body), None),
+        Ok(Frame::End(want))
+    );
+    let mut partial = body.clone();
+    partial.extend_from_slice(&[5, 6]);
+    assert_eq!(
+        decode_frame(&mut frame_ref(&partial), None),
+        Err(LogError::Malformed)
+    );
 }
 
 #[test]

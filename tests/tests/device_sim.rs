@@ -250,7 +250,7 @@ fn every_frame_of_a_stream_decodes_with_the_headers_dims() {
         .simulate_blob(&blob(6, 2, 1, true), &cfg(1, 1, false))
         .unwrap();
     let mut dims = None;
-    let mut kinds = [0usize; 5];
+    let mut kinds = [0usize; 7];
     for f in bytes.split_mut(|&b| b == 0).filter(|f| !f.is_empty()) {
         match decode_frame(f, dims).unwrap() {
             Frame::Header(h) => {
@@ -261,6 +261,8 @@ fn every_frame_of_a_stream_decodes_with_the_headers_dims() {
             Frame::Dropped(_) => kinds[2] += 1,
             Frame::EpisodeEnd(_) => kinds[3] += 1,
             Frame::End(_) => kinds[4] += 1,
+            Frame::SelfTest(_) => kinds[5] += 1,
+            Frame::Event(_) => kinds[6] += 1,
         }
     }
     assert_eq!(dims, Some(Dims { obs: 2, act: 1 }));

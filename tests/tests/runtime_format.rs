@@ -1101,7 +1101,7 @@ fn payload_cases() -> Vec<(&'static str, RawPayload, FormatError, &'static str)>
     case(
         "extension tags out of order",
         q.clone(),
-        &|r| tail(r).extensions = vec![(0x81, vec![1]), (0x7F, vec![])],
+        &|r| tail(r).extensions = vec![(0x82, vec![1]), (0x7F, vec![])],
         ExtensionOrder { tag: 0x7F },
         "0x7f",
     );
@@ -1122,7 +1122,7 @@ fn payload_cases() -> Vec<(&'static str, RawPayload, FormatError, &'static str)>
     case(
         "nine extension records",
         q.clone(),
-        &|r| tail(r).extensions = (0x81..0x8A).map(|t| (t, vec![])).collect(),
+        &|r| tail(r).extensions = (0x82..0x8B).map(|t| (t, vec![])).collect(),
         TooManyExtensions { found: 9 },
         "9 extension",
     );
@@ -1217,7 +1217,7 @@ fn v2_realism_record_loads() {
 fn v2_optional_extensions_are_kept_and_any_plant_code_loads() {
     let mut r = base().raw_int8();
     let exts: Vec<(u8, Vec<u8>)> =
-        vec![(0x81, vec![]), (0x9A, vec![1, 2, 3]), (0xFF, vec![7; 300])];
+        vec![(0x82, vec![]), (0x9A, vec![1, 2, 3]), (0xFF, vec![7; 300])];
     for plant in [0u8, 3, 4, 0x7F, 0x80, 0xFE, 0xFF] {
         let t = r.v2.as_mut().unwrap();
         t.plant = plant;
@@ -1245,7 +1245,7 @@ fn v2_optional_extensions_are_kept_and_any_plant_code_loads() {
     assert_eq!(got, want.blob());
     // A required extension this runtime does not know is never written.
     let req = [tinyppo_runtime::Extension {
-        tag: 0x01,
+        tag: 0x02,
         body: &body,
     }];
     let layers = [
@@ -1266,7 +1266,7 @@ fn v2_optional_extensions_are_kept_and_any_plant_code_loads() {
     assert_eq!(
         format::encode(&spec, &mut buf),
         Err(EncodeError::Invalid(FormatError::UnknownExtension {
-            tag: 0x01
+            tag: 0x02
         }))
     );
 }

@@ -26,6 +26,7 @@ mod trainer_run;
 mod device_control;
 mod device_hal;
 mod device_log;
+mod device_safety;
 mod device_sim;
 
 mod action_history;

@@ -243,6 +243,7 @@ mod v2 {
                     },
                     realism: Default::default(),
                     randomize: Default::default(),
+                    safety: Default::default(),
                 },
                 model: s.model,
                 adam: s.adam,

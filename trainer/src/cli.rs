@@ -997,6 +997,20 @@ fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
             "log_std": f(b.log_std),
             "realism": b.realism().map(|v| crate::realism::Realism::from_view(&v)),
             "action_history": b.history().map_or(0, |h| h.len),
+            "safety": b.safety().map(|v| serde_json::json!({
+                "action_low": f(v.action_low),
+                "action_high": f(v.action_high),
+                "max_delta": f(v.max_delta),
+                "obs_low": f(v.obs_low),
+                "obs_high": f(v.obs_high),
+                "stuck_ticks": v.stuck_ticks,
+            })),
+            "self_test": b.self_test().map(|v| serde_json::json!({
+                "vectors": v.count,
+                "tolerance": v.tolerance,
+                "obs": f(v.obs).chunks(b.obs_dim).map(<[f32]>::to_vec).collect::<Vec<_>>(),
+                "mean": f(v.mean).chunks(b.act_dim).map(<[f32]>::to_vec).collect::<Vec<_>>(),
+            })),
             "extensions": b.extensions().map(|e| serde_json::json!({"tag": e.tag, "bytes": e.body.len()})).collect::<Vec<_>>(),
         });
         outln!("{v}");
@@ -1046,10 +1060,44 @@ fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
         "realism         {}",
         crate::realism::Realism::of_blob(&b).describe()
     );
+    match b.safety() {
+        Some(v) => {
+            outln!(
+                "safety          actions within {:?} .. {:?}, change per tick at most {:?} (0 = free)",
+                f(v.action_low),
+                f(v.action_high),
+                f(v.max_delta)
+            );
+            outln!(
+                "                e-stop outside {:?} .. {:?}; stuck sensor after {} unchanged ticks{}",
+                f(v.obs_low),
+                f(v.obs_high),
+                v.stuck_ticks,
+                if v.stuck_ticks == 0 { " (off)" } else { "" }
+            );
+        }
+        None => outln!("safety          none (the action bounds only)"),
+    }
+    match b.self_test() {
+        Some(v) => {
+            outln!(
+                "self-test       {} vectors, tolerance {:e} (mean action at an episode's first tick)",
+                v.count,
+                v.tolerance
+            );
+            let (obs, mean) = (f(v.obs), f(v.mean));
+            for (o, m) in obs.chunks(b.obs_dim).zip(mean.chunks(b.act_dim)) {
+                outln!("                {o:?} -> {m:?}");
+            }
+        }
+        None => outln!("self-test       none (the device cannot check its computation at boot)"),
+    }
     for e in b.extensions() {
         let what = match e.tag {
             tinyppo_runtime::realism::TAG => " (realism)",
             tinyppo_runtime::history::TAG => " (action history, required)",
+            tinyppo_runtime::safety::TAG => " (safety, required)",
+            tinyppo_runtime::selftest::TAG => " (self-test)",
             _ => "",
         };
         outln!(
@@ -1242,6 +1290,63 @@ fn print_log_report(reg: &Registry, log: &logs::DecodedLog, names: &[String]) {
         None => outln!("episodes        0 complete of {} seen", log.episodes_seen()),
     }
     outln!("dropped         {}", log.dropped());
+    if log.self_tests.is_empty() {
+        outln!("self-test       none in the stream (the blob has no test vectors)");
+    }
+    for (_, r) in &log.self_tests {
+        if r.passed() {
+            outln!(
+                "self-test       passed: {} vectors, worst error {:e} (tolerance {:e})",
+                r.vectors,
+                r.worst_error,
+                r.tolerance
+            );
+        } else {
+            outln!(
+                "self-test       FAILED: {} of {} vectors, worst error {:e} at vector {} \
+                 (tolerance {:e}); the device applied only the safe action",
+                r.failed,
+                r.vectors,
+                r.worst_error,
+                r.worst_index,
+                r.tolerance
+            );
+        }
+    }
+    let counts = log.event_counts();
+    if counts.is_empty() {
+        outln!("events          none");
+    } else {
+        let list: Vec<String> = counts.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        outln!("events          {}", list.join(", "));
+        for (_, e) in log.events.iter().take(10) {
+            outln!(
+                "  {:<13} episode {} t {}: element {}, value {}",
+                logs::event_name(e.code),
+                e.episode,
+                e.t,
+                e.index,
+                e.value
+            );
+        }
+        if log.events.len() > 10 {
+            outln!("  … {} more (--json lists them all)", log.events.len() - 10);
+        }
+    }
+    for (_, t) in &log.ends {
+        let s = &t.safety;
+        outln!(
+            "device ticks    sensor errors {}, non-finite {}, actuator errors {}, e-stop {}, \
+             stuck {}, limited {}, inhibited {}",
+            t.sensor_errors,
+            t.nonfinite_obs,
+            t.actuator_errors,
+            s.estop_ticks,
+            s.stuck_ticks,
+            s.limited_ticks,
+            s.inhibited_ticks
+        );
+    }
     let ids: Vec<String> = log
         .policy_ids()
         .iter()

@@ -18,6 +18,7 @@ use crate::pg::{Baseline, ReturnKind, ValueTarget};
 use crate::randomize::Randomizer;
 use crate::realism::{Realism, RealismConfig};
 use crate::registry::RegisteredPlant;
+use crate::safety::SafetyConfig;
 
 /// The training algorithm (`--algo`), from the notes' family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -131,6 +132,9 @@ pub struct TrainConfig {
     /// Sensor and actuator effects around the plant (`[realism]`,
     /// [`crate::realism`]); exported into the blob.
     pub realism: RealismConfig,
+    /// Limits the device applies after the policy (`[safety]`,
+    /// [`crate::safety`]); exported into the blob, not applied in training.
+    pub safety: SafetyConfig,
     /// Plant parameters drawn per episode (`[randomize]`, name →
     /// `LO:HI[:abs][:log]`, [`crate::randomize`]).
     pub randomize: BTreeMap<String, String>,
@@ -225,6 +229,7 @@ impl Default for TrainConfig {
             ppo: PpoParams::default(),
             reinforce: ReinforceParams::default(),
             realism: RealismConfig::default(),
+            safety: SafetyConfig::default(),
             randomize: BTreeMap::new(),
         }
     }
@@ -436,7 +441,14 @@ fn algo_preset(algo: &str, env: &str) -> Result<Option<toml::Table>> {
 /// Refuses keys the configuration does not have, naming the origin and
 /// listing the known keys (and where a key moved into a group).
 fn check_keys(t: &toml::Table, origin: &str) -> Result<()> {
-    let known = toml::Table::try_from(TrainConfig::default())?;
+    let mut known = toml::Table::try_from(TrainConfig::default())?;
+    // `[safety]`'s bounds default to the plant's, so they are not in the
+    // serialized defaults.
+    if let Some(toml::Value::Table(s)) = known.get_mut("safety") {
+        for k in SafetyConfig::KEYS {
+            s.entry(*k).or_insert(toml::Value::Float(0.0));
+        }
+    }
     check_against(t, &known, "", origin)
 }
 
@@ -531,6 +543,7 @@ impl TrainConfig {
             self.realism
                 .resolve(plant.obs_dim(), plant.act_dim(), plant.max_episode_steps())?;
         let r = Randomizer::new(plant.name(), &plant.default_params()?, &self.randomize)?;
+        self.safety.resolve(plant)?;
         Ok((realism, r))
     }
 

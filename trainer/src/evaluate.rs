@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use tinyppo_runtime::history::ActionHistory;
 use tinyppo_runtime::plants::Plant;
 use tinyppo_runtime::rng::seeded;
+use tinyppo_runtime::safety::{Guard, Verdict};
 use tinyppo_runtime::Policy;
 
 /// Returns of `episodes` episodes of `blob` on plants made by `make` (one
@@ -78,10 +79,24 @@ fn episode<P: Plant<O, A>, E, const O: usize, const A: usize>(
     mut act: impl FnMut(&[f32; O], &ActionHistory<A>) -> Result<[f32; A], E>,
 ) -> f64 {
     let mut ret = 0.0f64;
-    let mut hist = ActionHistory::new(policy.safe_action());
+    let safe = policy.safe_action();
+    let mut hist = ActionHistory::new(safe);
+    // The blob's safety layer, as the device's control loop runs it.
+    let mut guard = Guard::new(policy.limits(), safe);
     loop {
-        let a = act(&obs, &hist).unwrap_or_else(|_| policy.safe_action());
-        hist.push(a);
+        let finite = obs.iter().all(|v| v.is_finite());
+        let clear = finite && guard.check(&obs) == Verdict::Clear;
+        let a = match clear.then(|| act(&obs, &hist)) {
+            Some(Ok(a)) => {
+                hist.push(a);
+                guard.limit(&a)
+            }
+            _ => {
+                hist.push(safe);
+                safe
+            }
+        };
+        guard.applied(&a);
         let tr = plant.step(&a);
         ret += tr.reward as f64;
         obs = tr.obs;

@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tinyppo_runtime::format::{self, max_encoded_len, BlobSpec, LayerSpec, WeightsSpec};
 use tinyppo_runtime::history::HistorySpec;
+use tinyppo_runtime::selftest::{self, SelfTestSpec};
 use tinyppo_runtime::{Activation, Extension};
 
 use crate::algo::TrainState;
@@ -106,6 +107,18 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
             body: &hist_body,
         });
     }
+    let safety = state.cfg.safety.resolve(plant)?;
+    let safety_spec = safety.spec();
+    let mut safety_body = vec![0u8; tinyppo_runtime::safety::max_body_len(&safety_spec)];
+    let n = tinyppo_runtime::safety::encode_body(&safety_spec, &mut safety_body)
+        .context("encoding the safety record")?;
+    safety_body.truncate(n);
+    if !safety.is_none(plant) {
+        extensions.push(Extension {
+            tag: tinyppo_runtime::safety::TAG,
+            body: &safety_body,
+        });
+    }
     if !realism.is_none() {
         extensions.push(Extension {
             tag: tinyppo_runtime::realism::TAG,
@@ -166,8 +179,44 @@ pub fn export_blob(state: &TrainState, plant: &RegisteredPlant, quant: Quant) ->
         safe_action: plant.safe_action(),
         extensions: &extensions,
     };
-    encode_spec(&spec)
+    let blob = encode_spec(&spec)?;
+    // The boot self-test: the runtime's own means on the finished policy.
+    let (obs, means) = plant.self_test_vectors(&blob)?;
+    let range = low
+        .iter()
+        .zip(high)
+        .map(|(l, h)| h - l)
+        .fold(0.0f32, f32::max);
+    let test = SelfTestSpec {
+        tolerance: SELF_TEST_TOLERANCE * range,
+        obs: &obs,
+        mean: &means,
+    };
+    let count = u8::try_from(obs.len() / plant.obs_dim()).unwrap_or(0);
+    if count == 0 {
+        return Ok(blob);
+    }
+    let mut test_body = vec![0u8; selftest::max_body_len(&test)];
+    let n = selftest::encode_body(&test, count, &mut test_body)
+        .context("encoding the self-test record")?;
+    test_body.truncate(n);
+    let mut all = extensions.clone();
+    all.push(Extension {
+        tag: selftest::TAG,
+        body: &test_body,
+    });
+    encode_spec(&BlobSpec {
+        extensions: &all,
+        ..spec
+    })
 }
+
+/// The self-test's tolerance, as a fraction of the widest action range:
+/// the device computes the host's bits exactly, so any error at all means
+/// another computation; 1e-4 of the range leaves room for a kernel that
+/// sums in another order, and none for a wrong weight, scale or
+/// normalization.
+pub const SELF_TEST_TOLERANCE: f32 = 1e-4;
 
 /// `spec` as blob bytes (re-parsed by the runtime's encoder before they
 /// are returned).

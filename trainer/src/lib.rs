@@ -106,6 +106,7 @@ pub mod realism;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod safety;
 pub mod stats;
 pub mod study;
 pub mod sweep;

@@ -19,9 +19,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tinyppo_runtime::log::{
-    decode_frame, Dims, Dropped, Frame, Header, LogError, Totals, DELIMITER, MAX_FRAME_LEN,
+    decode_frame, Dims, Dropped, Event, Frame, Header, LogError, Totals, DELIMITER, MAX_FRAME_LEN,
 };
 use tinyppo_runtime::plants::Plant;
+use tinyppo_runtime::selftest::SelfTestReport;
 use tinyppo_runtime::sim::{self, RunConfig, RunStats};
 
 use crate::registry::Registry;
@@ -189,6 +190,10 @@ pub struct DecodedLog {
     pub drops: Vec<(Option<usize>, Dropped)>,
     /// Device totals from `End` frames.
     pub ends: Vec<(Option<usize>, Totals)>,
+    /// Boot self-test results (stream index, report).
+    pub self_tests: Vec<(Option<usize>, SelfTestReport)>,
+    /// Safety and fault events (stream index, event).
+    pub events: Vec<(Option<usize>, Event)>,
 }
 
 impl DecodedLog {
@@ -285,6 +290,40 @@ impl DecodedLog {
         );
         self.ends
             .extend(other.ends.into_iter().map(|(s, t)| (s.map(|s| s + off), t)));
+        self.self_tests.extend(
+            other
+                .self_tests
+                .into_iter()
+                .map(|(s, r)| (s.map(|s| s + off), r)),
+        );
+        self.events.extend(
+            other
+                .events
+                .into_iter()
+                .map(|(s, e)| (s.map(|s| s + off), e)),
+        );
+    }
+
+    /// Events by name (`event 0x80` for an application's code), in order
+    /// of first appearance, with their counts.
+    pub fn event_counts(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for (_, e) in &self.events {
+            let name = event_name(e.code);
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => out.push((name, 1)),
+            }
+        }
+        out
+    }
+}
+
+/// The name of an event code (`event 0x80` for an application's own).
+pub fn event_name(code: u8) -> String {
+    match tinyppo_runtime::log::event::name(code) {
+        Some(n) => n.to_string(),
+        None => format!("event {code:#04x}"),
     }
 }
 
@@ -422,6 +461,8 @@ impl LogReader {
                 self.log.ends.push((self.stream, t));
                 self.ended = true;
             }
+            Frame::SelfTest(r) => self.log.self_tests.push((self.stream, r)),
+            Frame::Event(e) => self.log.events.push((self.stream, e)),
         }
     }
 }
@@ -490,6 +531,41 @@ pub fn report_json(log: &DecodedLog, files: &[String], registry: &Registry) -> s
                 "sensor_errors": t.sensor_errors,
                 "actuator_errors": t.actuator_errors,
                 "return_sum": t.return_sum,
+                "estop_ticks": t.safety.estop_ticks,
+                "stuck_ticks": t.safety.stuck_ticks,
+                "limited_ticks": t.safety.limited_ticks,
+                "inhibited_ticks": t.safety.inhibited_ticks,
+            })
+        })
+        .collect();
+    let self_tests: Vec<_> = log
+        .self_tests
+        .iter()
+        .map(|(s, r)| {
+            serde_json::json!({
+                "stream": s,
+                "passed": r.passed(),
+                "vectors": r.vectors,
+                "failed": r.failed,
+                "worst_index": r.worst_index,
+                "worst_error": json_f32(r.worst_error),
+                "tolerance": r.tolerance,
+            })
+        })
+        .collect();
+    let events: Vec<_> = log
+        .events
+        .iter()
+        .map(|(s, e)| {
+            serde_json::json!({
+                "stream": s,
+                "seq": e.seq,
+                "episode": e.episode,
+                "t": e.t,
+                "code": e.code,
+                "name": event_name(e.code),
+                "index": e.index,
+                "value": json_f32(e.value),
             })
         })
         .collect();
@@ -511,7 +587,18 @@ pub fn report_json(log: &DecodedLog, files: &[String], registry: &Registry) -> s
         "policy_ids": log.policy_ids().iter().map(|id| format!("{id:08x}")).collect::<Vec<_>>(),
         "headers": headers,
         "device_totals": totals,
+        "self_tests": self_tests,
+        "events": events,
     })
+}
+
+/// An f32 as JSON: a number, or the string `"inf"`/`"nan"` (JSON has none).
+fn json_f32(v: f32) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else {
+        serde_json::json!(v.to_string())
+    }
 }
 
 /// Runs `blob` on plant `P` through the device control loop

@@ -54,7 +54,7 @@ impl fmt::Display for PerDim {
 
 impl PerDim {
     /// The values for `n` dimensions; `None` if a list has another length.
-    fn expand(&self, n: usize) -> Option<Vec<f32>> {
+    pub(crate) fn expand(&self, n: usize) -> Option<Vec<f32>> {
         match self {
             PerDim::All(v) => Some(vec![*v; n]),
             PerDim::Each(v) if v.len() == n => Some(v.clone()),
@@ -65,9 +65,16 @@ impl PerDim {
 
 impl Serialize for PerDim {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Each f32 as the shortest decimal that reads back as it (`1.1`,
+        // not the f64 widening `1.100000023841858`).
+        let wide = |v: f32| v.to_string().parse::<f64>().unwrap_or(v as f64);
         match self {
-            PerDim::All(v) => s.serialize_f32(*v),
-            PerDim::Each(v) => v.serialize(s),
+            PerDim::All(v) => s.serialize_f64(wide(*v)),
+            PerDim::Each(v) => v
+                .iter()
+                .map(|&x| wide(x))
+                .collect::<Vec<f64>>()
+                .serialize(s),
         }
     }
 }

@@ -54,8 +54,12 @@ trait PlantOps: Send + Sync {
     ) -> Result<Vec<f64>>;
     fn simulate(&self, blob: &[u8], cfg: &RunConfig, model: &Model) -> Result<(Vec<u8>, RunStats)>;
     fn log_probs(&self, blob: &[u8], items: &[(&[f32], &[f32])]) -> Result<Vec<Option<f32>>>;
+    fn self_test_vectors(&self, blob: &[u8]) -> Result<(Vec<f32>, Vec<f32>)>;
     fn default_params(&self) -> Result<serde_json::Value>;
 }
+
+/// Seed of the plant resets that give the self-test's observations.
+const SELF_TEST_SEED: u64 = 0x5E1F_7E57;
 
 /// The plant a blob is evaluated or simulated on: its sensor and actuator
 /// effects and its parameters.
@@ -153,6 +157,37 @@ where
     }
     fn log_probs(&self, blob: &[u8], items: &[(&[f32], &[f32])]) -> Result<Vec<Option<f32>>> {
         crate::finetune::import::runtime_log_probs::<OBS, ACT>(blob, items)
+    }
+    fn self_test_vectors(&self, blob: &[u8]) -> Result<(Vec<f32>, Vec<f32>)> {
+        use tinyppo_runtime::format::{f32s, MAX_ABS_VALUE};
+        let policy = crate::evaluate::load_for::<P, OBS, ACT>(blob)?;
+        let b = Blob::parse(blob).map_err(anyhow::Error::msg)?;
+        // Three initial states of the plant, the normalization's centre,
+        // and a point 2σ off it in alternating directions (near the clip).
+        let mut rng = tinyppo_runtime::rng::seeded(SELF_TEST_SEED);
+        let mut points: Vec<[f32; OBS]> = (0..3).map(|_| P::default().reset(&mut rng)).collect();
+        let mut centre = [0.0f32; OBS];
+        let mut off = [0.0f32; OBS];
+        for (j, (m, inv)) in f32s(b.obs_mean).zip(f32s(b.obs_inv_std)).enumerate() {
+            let sign = if j % 2 == 0 { 2.0 } else { -2.0 };
+            centre[j] = m;
+            off[j] = (m + sign / inv).clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE);
+        }
+        points.extend([centre, off]);
+        let history = tinyppo_runtime::history::ActionHistory::new(policy.safe_action());
+        let (mut obs, mut means) = (Vec::new(), Vec::new());
+        for p in &points {
+            // A plant state the format cannot hold is left out.
+            if !p.iter().all(|v| v.is_finite() && v.abs() <= MAX_ABS_VALUE) {
+                continue;
+            }
+            let mu = policy
+                .mean_with(p, &history)
+                .map_err(|e| anyhow::anyhow!("self-test vector {p:?}: {e}"))?;
+            obs.extend_from_slice(p);
+            means.extend_from_slice(&mu);
+        }
+        Ok((obs, means))
     }
     fn default_params(&self) -> Result<serde_json::Value> {
         serde_json::to_value(P::Params::default()).context("serializing the default parameters")
@@ -338,6 +373,15 @@ impl RegisteredPlant {
         model: &Model,
     ) -> Result<(Vec<u8>, RunStats)> {
         self.0.ops.simulate(blob, cfg, model)
+    }
+
+    /// The boot self-test's vectors for `blob` (`docs/FORMAT.md`, record
+    /// 0x81): observations (three initial states of the plant, the
+    /// normalization's centre and a point 2σ off it) and the mean actions
+    /// the runtime computes for them at an episode's first tick, each
+    /// flattened vector after vector.
+    pub fn self_test_vectors(&self, blob: &[u8]) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.0.ops.self_test_vectors(blob)
     }
 
     /// `log π(u|x)` of each `(x, u)` recomputed by the runtime from `blob`;
