@@ -230,17 +230,27 @@ pub const REALISM_SETS: &[&str] = &[
     "randomize.mass=0.7:1.3",
     "randomize.length=0.8:1.2",
     "action_history=2",
+    // The safety layer: tighter action limits, a rate limit, an e-stop on
+    // the angular velocity, a stuck-sensor detector.
+    "safety.action_low=-1.5",
+    "safety.action_high=1.5",
+    "safety.max_delta=0.3",
+    "safety.obs_low=[-1.1, -1.1, -5.0]",
+    "safety.obs_high=[1.1, 1.1, 5.0]",
+    "safety.stuck_ticks=20",
 ];
 
-/// Sensor and actuator realism on the device: a short pendulum run with
-/// every effect of `[realism]` on (and randomized parameters) and a
-/// 2-action history, exported; the firmware built with that blob runs it
-/// under QEMU (the blob's realism record is what the firmware applies, its
-/// control loop builds the history), and its log must be `tinyppo
-/// simulate`'s byte for byte.
+/// Sensor and actuator realism and the safety layer on the device: a short
+/// pendulum run with every effect of `[realism]` on (and randomized
+/// parameters), a 2-action history and `[safety]` limits, exported with
+/// its self-test vectors; the firmware built with that blob runs it under
+/// QEMU (the blob's realism record is what the firmware applies, its
+/// control loop builds the history and applies the limits, its driver
+/// runs the self-test), and its log must be `tinyppo simulate`'s byte for
+/// byte, with a passed self-test, limited ticks and e-stop events in it.
 fn realism_step() -> Step {
     Step::new(
-        "firmware: realism (noise, delays, lag, slew, deadzone) + action history QEMU log = simulate",
+        "firmware: realism + action history + safety limits + self-test QEMU log = simulate",
         |ctx| {
             let bin = tinyppo_bin(ctx)?;
             let repo = ctx.root.clone();
@@ -281,9 +291,40 @@ fn realism_step() -> Step {
             let built = crate::firmware::build(&repo, ctx.toolchain()?, &b)?;
             let device = work.join("qemu-log.bin");
             qemu_run(built.elf, &device)?;
-            compare_with_simulate(&bin, &policy, &b, &device, &work.join("simulate-log.bin"))
+            compare_with_simulate(&bin, &policy, &b, &device, &work.join("simulate-log.bin"))?;
+            check_safety_log(&bin, &device)
         },
     )
+}
+
+/// The device log of the safety step: the self-test ran on the device
+/// and passed with no error at all, the limits changed some actions, the
+/// e-stop tripped and was logged.
+fn check_safety_log(bin: &Path, device: &Path) -> Result<()> {
+    let os = std::ffi::OsStr::new;
+    let j: serde_json::Value = serde_json::from_str(&run_tool(
+        bin,
+        &[os("logs"), os("decode"), os("--json"), device.as_os_str()],
+    )?)
+    .context("`logs decode --json` output")?;
+    let st = &j["self_tests"][0];
+    if st["passed"] != true || st["worst_error"] != 0.0 {
+        bail!("the device's self-test: {st}");
+    }
+    let totals = &j["device_totals"][0];
+    let estops = j["events"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter(|e| e["name"] == "e-stop").count());
+    let limited = totals["limited_ticks"].as_u64().unwrap_or(0);
+    if limited == 0 || estops == 0 {
+        bail!("expected limited ticks and e-stop events in the device log: {totals}");
+    }
+    println!(
+        "device self-test passed ({} vectors, worst error 0); {limited} limited ticks, \
+         {estops} e-stops ({} ticks)",
+        st["vectors"], totals["estop_ticks"]
+    );
+    Ok(())
 }
 
 /// A step that builds the firmware `b` with `-D warnings`, prints its size

@@ -7,7 +7,7 @@
 //! | feature      | module          | board                                                     |
 //! |--------------|-----------------|-----------------------------------------------------------|
 //! | `mps2-an386` | [`mps2_an386`]  | QEMU's MPS2 AN386 (Cortex-M4F, 25 MHz): UART0, semihosting exit, the simulated-plant firmware [`mps2_an386::simulate`] |
-//! | `stm32f411`  | [`stm32f411`]   | STM32F411CEU6 "Black Pill" (100 MHz): USART1, I2C1, TIM3 PWM |
+//! | `stm32f411`  | [`stm32f411`]   | STM32F411CEU6 "Black Pill" (100 MHz): USART1, I2C1 with timeouts ([`stm32f411_i2c`]), TIM3 PWM, IWDG |
 //!
 //! The rest is the same on every Cortex-M board:
 //!
@@ -24,8 +24,10 @@
 //! driver ([`tinyppo_runtime::driver::run`]); a board supplies a rig
 //! (sensor, actuator, reward), a pace and a sink for the frames.
 //!
-//! Unsafe code is confined to the UART driver (memory-mapped registers)
-//! and [`stack`] (reading and writing unused stack memory).
+//! Unsafe code is confined to the UART driver (memory-mapped registers),
+//! [`stack`] (reading and writing unused stack memory), the STM32F411's
+//! I2C register restore after a reset ([`stm32f411_i2c`]) and its panic
+//! handler (TIM3's compare register, set to the safe duty).
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -39,6 +41,8 @@ pub mod timing;
 pub mod mps2_an386;
 #[cfg(feature = "stm32f411")]
 pub mod stm32f411;
+#[cfg(feature = "stm32f411")]
+pub mod stm32f411_i2c;
 
 /// Declares, in the firmware crate that calls it, the module `config` (the
 /// run configuration and the embedded blob's dimensions, written by

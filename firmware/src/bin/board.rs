@@ -17,6 +17,12 @@
 //! - Pace: SysTick, one tick per `Pendulum::DT`, late ticks counted.
 //! - Log: frames on USART1 TX (PA9) at 921,600 Bd; the header names the
 //!   blob's plant.
+//! - Safety: the blob's self-test runs at boot (on failure only the safe
+//!   action is applied), the blob's `[safety]` limits apply after the
+//!   policy, the IWDG resets the board after four control periods without
+//!   a healthy tick, and a panic drives the PWM to the safe action's duty.
+//!   Without a debugger attached the binary never calls semihosting: at
+//!   the end of the run it holds the safe action.
 //!
 //! Run with `probe-rs run --chip STM32F411CEUx` (semihosting exit ends the
 //! session after the configured episodes). Build-checked by
@@ -29,8 +35,9 @@ use cortex_m_semihosting::heprintln;
 use embedded_hal::pwm::SetDutyCycle;
 use tinyppo_boards::pace::SysTickPace;
 use tinyppo_boards::{exit, stack, stm32f411};
-use tinyppo_runtime::control::{Io, Outcome, RewardSource, Sensor};
+use tinyppo_runtime::control::{Actuator, Io, Outcome, RewardSource, Sensor};
 use tinyppo_runtime::driver;
+use tinyppo_runtime::driver::Watchdog as _;
 use tinyppo_runtime::hal::{ByteOrder, I2cSensor, PwmActuator};
 use tinyppo_runtime::plants::{code, Pendulum, Plant};
 use tinyppo_runtime::Policy;
@@ -106,16 +113,33 @@ impl RewardSource<3, 1> for PendulumCost {
     }
 }
 
+/// The IWDG's timeout: four control periods without a healthy tick.
+const WATCHDOG_MS: u32 = (4.0 * DT * 1000.0) as u32;
+
+/// Reports a setup failure: through semihosting with a debugger attached,
+/// else by holding the actuator in its safe state (a semihosting call
+/// without a debugger faults).
+fn setup_failed(msg: core::fmt::Arguments) -> ! {
+    if cortex_m::peripheral::DCB::is_debugger_attached() {
+        exit::failure(msg)
+    }
+    exit::halt()
+}
+
 #[entry]
 fn main() -> ! {
     stack::paint();
     let mut board = match stm32f411::take() {
         Ok(b) => b,
-        Err(e) => exit::failure(format_args!("board setup failed: {e:?}")),
+        Err(e) => setup_failed(format_args!("board setup failed: {e:?}")),
     };
+    // Zero torque (the H-bridge's 50 % duty) until the policy says what is
+    // safe, in the panic handler too.
+    let _ = board.pwm.set_duty_cycle_percent(50);
+    stm32f411::set_panic_duty(board.pwm.max_duty_cycle() / 2);
     let policy = match Policy::<3, 1, HID>::from_bytes(POLICY_BLOB) {
         Ok(p) => p,
-        Err(e) => exit::failure(format_args!("policy blob refused: {e}")),
+        Err(e) => setup_failed(format_args!("policy blob refused: {e}")),
     };
     let angle = I2cSensor::<_, 1>::new(
         board.i2c,
@@ -125,33 +149,53 @@ fn main() -> ! {
     )
     .with_byte_order(ByteOrder::BigEndian)
     .with_offset([-UPRIGHT]);
+    let mut actuator = PwmActuator::new([board.pwm], *policy.action_low(), *policy.action_high());
+    let [safe_duty] = actuator.duty_of(&policy.safe_action());
+    stm32f411::set_panic_duty(safe_duty);
     let mut io = Io {
         sensor: PendulumSensor { angle, prev: None },
-        actuator: PwmActuator::new([board.pwm], *policy.action_low(), *policy.action_high()),
+        actuator,
         reward: PendulumCost { steps: 0 },
     };
     let plant = policy.plant_code().unwrap_or(code::PENDULUM);
     let mut pace = SysTickPace::start(&mut board.syst, stm32f411::CORE_HZ, DT);
-    let stats = driver::run::<_, 3, 1, HID, LOG_CAP>(
+    board.watchdog.start(WATCHDOG_MS);
+    let stats = driver::run_with::<_, 3, 1, HID, LOG_CAP>(
         &policy,
         &mut io,
         plant,
         &config::RUN,
         &mut pace,
+        &mut board.watchdog,
         &mut board.log,
     );
     let late = pace.late();
-    // Zero torque before leaving.
-    let [mut pwm] = io.actuator.release();
-    let _ = pwm.set_duty_cycle_percent(50);
+    // The safe action before leaving.
+    let _ = io.actuator.apply(&policy.safe_action());
+    if !cortex_m::peripheral::DCB::is_debugger_attached() {
+        // Nobody to report to: hold the safe action, keep the watchdog fed.
+        loop {
+            board.watchdog.feed();
+            cortex_m::asm::delay(stm32f411::CORE_HZ / 100);
+        }
+    }
     let hw = stack::high_water();
     heprintln!(
-        "tinyppo-board: policy={:08x} episodes={} transitions={} dropped={} late_ticks={} stack_high_water={}",
+        "tinyppo-board: policy={:08x} episodes={} transitions={} dropped={} late_ticks={} \
+         uart_timeouts={} i2c_timeouts={} e-stop_ticks={} self_test={} stack_high_water={}",
         policy.id(),
         stats.episodes,
         stats.transitions,
         stats.dropped,
         late,
+        stm32f411::uart_timeouts(),
+        io.sensor.angle.i2c().timeouts(),
+        stats.safety.estop_ticks,
+        match stats.self_test {
+            Some(r) if r.passed() => "passed",
+            Some(_) => "FAILED",
+            None => "none",
+        },
         hw.bytes
     );
     exit::success()
