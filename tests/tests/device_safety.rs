@@ -865,3 +865,59 @@ fn safety_settings_reach_the_blob_eval_simulate_and_the_log_report() {
     let e = err("safety.max_dleta=1");
     assert!(e.contains("safety.max_delta"), "lists the known keys: {e}");
 }
+
+/// The example safety record of `docs/FORMAT.md`, byte for byte.
+#[test]
+fn golden_safety_record() {
+    let body = safety_body(&SafetySpec {
+        action_low: &[-1.0],
+        action_high: &[1.5],
+        max_delta: &[0.25],
+        obs_low: &[-1.0, -2.0],
+        obs_high: &[1.0, 2.0],
+        stuck_ticks: 20,
+    });
+    let want: Vec<u8> = [
+        &[0x04, 0x00, 0x00, 0x80, 0xbf][..], // action_low  [−1]
+        &[0x04, 0x00, 0x00, 0xc0, 0x3f],     // action_high [1.5]
+        &[0x04, 0x00, 0x00, 0x80, 0x3e],     // max_delta   [0.25]
+        &[0x08, 0x00, 0x00, 0x80, 0xbf, 0x00, 0x00, 0x00, 0xc0], // obs_low [−1, −2]
+        &[0x08, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x40], // obs_high [1, 2]
+        &[0x14],                             // stuck_ticks 20
+    ]
+    .concat();
+    assert_eq!(body, want);
+    let v = safety::parse_body(
+        &body,
+        2,
+        1,
+        &(-2.0f32).to_le_bytes(),
+        &2.0f32.to_le_bytes(),
+        &0.0f32.to_le_bytes(),
+    )
+    .unwrap();
+    assert_eq!(v.stuck_ticks, 20);
+}
+
+/// The example self-test record of `docs/FORMAT.md`, byte for byte.
+#[test]
+fn golden_self_test_record() {
+    let spec = SelfTestSpec {
+        tolerance: 1e-4,
+        obs: &[0.5, -0.25],
+        mean: &[0.125],
+    };
+    let mut body = vec![0u8; selftest::max_body_len(&spec)];
+    let n = selftest::encode_body(&spec, 1, &mut body).unwrap();
+    body.truncate(n);
+    let want: Vec<u8> = [
+        &[0x01][..],                                             // count 1
+        &[0x17, 0xb7, 0xd1, 0x38],                               // tolerance 1e-4
+        &[0x08, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x80, 0xbe], // obs [0.5, −0.25]
+        &[0x04, 0x00, 0x00, 0x00, 0x3e],                         // mean [0.125]
+    ]
+    .concat();
+    assert_eq!(body, want);
+    let v = selftest::parse_body(&body, 2, 1).unwrap();
+    assert_eq!((v.count, v.tolerance), (1, 1e-4));
+}

@@ -1334,6 +1334,14 @@ fn print_log_report(reg: &Registry, log: &logs::DecodedLog, names: &[String]) {
         }
     }
     for (_, t) in &log.ends {
+        if t.episodes > 0 {
+            outln!(
+                "device return   mean {:.2} over {} episodes (the End frame: every tick, \
+                 fault and e-stop ticks included)",
+                t.return_sum / t.episodes as f64,
+                t.episodes
+            );
+        }
         let s = &t.safety;
         outln!(
             "device ticks    sensor errors {}, non-finite {}, actuator errors {}, e-stop {}, \
