@@ -921,3 +921,75 @@ fn golden_self_test_record() {
     let v = selftest::parse_body(&body, 2, 1).unwrap();
     assert_eq!((v.count, v.tolerance), (1, 1e-4));
 }
+
+/// A fault tick logs an event, which takes an entry number: a learner that
+/// rebuilds a history policy's past actions from the log still knows the
+/// fault tick applied the safe action (the gap in `seq` holds only the
+/// event), so no record is left out, and the rebuilt inputs are the
+/// device's.
+#[test]
+fn events_in_the_log_do_not_hide_what_a_fault_tick_applied() {
+    use tinyppo_runtime::history::{self, HistorySpec};
+    let n = net(18);
+    let hist = HistorySpec {
+        len: 1,
+        mean: &[0.0],
+        inv_std: &[1.0],
+        weights: &[0.5, -0.5, 0.25, 1.0],
+    };
+    let mut body = vec![0u8; history::max_body_len(&hist)];
+    let k = history::encode_body(&hist, &mut body).unwrap();
+    body.truncate(k);
+    let blob = n.encode_int8_for(
+        0xFF,
+        &[Extension {
+            tag: history::TAG,
+            body: &body,
+        }],
+    );
+    let policy = Policy::<2, 1, 4>::from_bytes(&blob).unwrap();
+    let ok = |a: f32| Ok([a, -a]);
+    let script = vec![
+        ok(0.1),
+        ok(0.2),
+        Err(()),
+        ok(0.3),
+        ok(0.4),
+        Err(()),
+        Err(()),
+        ok(0.5),
+    ];
+    let mut rig = Io {
+        sensor: Script(script.into_iter().collect()),
+        actuator: Recorder::default(),
+        reward: Episodes { len: 8, ticks: 0 },
+    };
+    let mut bytes = Vec::new();
+    let cfg = RunConfig {
+        episodes: 1,
+        seed: 5,
+        deterministic: false,
+    };
+    driver::run::<_, 2, 1, 4, 4>(
+        &policy,
+        &mut rig,
+        0xFF,
+        &cfg,
+        &mut Unpaced,
+        &mut |f: &[u8]| bytes.extend_from_slice(f),
+    );
+    let log = decode_stream(&bytes);
+    assert_eq!(log.events.len(), 2, "one event per run of faults");
+    assert_eq!(log.transitions.len(), 5);
+    let safe = policy.safe_action();
+    let (aug, left_out) = tinyppo_trainer::history::augment(log, 1, &n.low, &n.high, &safe);
+    assert_eq!(left_out, 0, "the events fill the gaps in seq");
+    // The device's history at each logged tick: the previous tick's
+    // applied action (clipped sample), or the safe action after a fault.
+    let applied: Vec<f32> = rig.actuator.0.iter().map(|a| a[0]).collect();
+    let want = [safe[0], applied[1 - 1], safe[0], applied[3], safe[0]];
+    for (t, w) in aug.transitions.iter().zip(want) {
+        assert_eq!(t.obs().len(), 3);
+        assert_eq!(t.obs()[2], w, "t = {}", t.t);
+    }
+}

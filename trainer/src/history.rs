@@ -240,6 +240,7 @@ pub fn augment(
         groups.entry((t.stream, t.episode)).or_default().push(i);
     }
     let tr = &log.transitions;
+    let events = log.event_seqs();
     let mut x: Vec<Option<Vec<f32>>> = vec![None; tr.len()];
     let mut end_hist: BTreeMap<(usize, u32), Vec<f32>> = BTreeMap::new();
     let ends: BTreeMap<(usize, u32), u32> = log
@@ -264,7 +265,11 @@ pub fn augment(
             let prev = seqs.iter().rev().find(|(t, _)| *t < tick);
             let next = seqs.iter().find(|(t, _)| *t > tick);
             match (prev, next) {
-                (Some(p), Some(n)) => n.1 != p.1.wrapping_add(1),
+                // Fault ticks log at most an event: entries between the two
+                // records that are all events hide nothing.
+                (Some(p), Some(n)) => {
+                    !crate::logs::DecodedLog::only_events_between(&events, key.0, p.1, n.1)
+                }
                 // Before the first logged tick, or after the last one (an
                 // episode end): nothing says they were fault ticks.
                 _ => true,

@@ -304,6 +304,32 @@ impl DecodedLog {
         );
     }
 
+    /// The entry numbers of the events, per stream: what fills a gap in
+    /// the transitions' `seq` that is not a loss (see
+    /// [`only_events_between`](Self::only_events_between)).
+    pub fn event_seqs(&self) -> std::collections::HashSet<(usize, u32)> {
+        self.events
+            .iter()
+            .filter_map(|(s, e)| s.map(|s| (s, e.seq)))
+            .collect()
+    }
+
+    /// Every entry number strictly between `a` and `b` (mod 2³²) in
+    /// `stream` is an event of `events` (`event_seqs`): nothing was lost
+    /// between them. True when `b = a + 1`.
+    pub fn only_events_between(
+        events: &std::collections::HashSet<(usize, u32)>,
+        stream: usize,
+        a: u32,
+        b: u32,
+    ) -> bool {
+        let gap = b.wrapping_sub(a);
+        // A fault lasts at most one event per tick: a gap far larger than
+        // any run of events is a loss (and bounds this loop).
+        (1..=1 << 16).contains(&gap)
+            && (1..gap).all(|d| events.contains(&(stream, a.wrapping_add(d))))
+    }
+
     /// Events by name (`event 0x80` for an application's code), in order
     /// of first appearance, with their counts.
     pub fn event_counts(&self) -> Vec<(String, u64)> {

@@ -316,6 +316,11 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
     for e in &log.episode_ends {
         final_obs.insert((e.stream, e.episode), (e.t, &e.obs));
     }
+    let idx = Successors {
+        at,
+        final_obs,
+        events: log.event_seqs(),
+    };
 
     let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
     let mut kept: Vec<(usize, Option<u32>)> = Vec::new();
@@ -430,12 +435,12 @@ pub fn import_log(log: &DecodedLog, ctx: &ImportCtx) -> Result<(Dataset, ImportR
                 && p.t.wrapping_add(1) == t.t
                 && !(p.terminated || p.truncated);
             if !continues {
-                flush(&mut frag, tr, &at, &final_obs, ctx, &mut ds, &mut rep);
+                flush(&mut frag, tr, &idx, ctx, &mut ds, &mut rep);
             }
         }
         frag.push((i, lag));
     }
-    flush(&mut frag, tr, &at, &final_obs, ctx, &mut ds, &mut rep);
+    flush(&mut frag, tr, &idx, ctx, &mut ds, &mut rep);
     rep.used = ds.len();
     rep.fragments = ds.fragments();
     Ok((ds, rep))
@@ -489,13 +494,18 @@ fn duplicate_streams(log: &DecodedLog) -> Vec<bool> {
         .collect()
 }
 
+/// Where a transition's successor is: the record of each `(stream,
+/// episode, t)`, each episode's final observation, and the entry numbers
+/// of the events (which may sit between two records without a loss).
+struct Successors<'l> {
+    at: HashMap<(usize, u32, u32), usize>,
+    final_obs: HashMap<(usize, u32), (u32, &'l [f32])>,
+    events: std::collections::HashSet<(usize, u32)>,
+}
+
 /// The observation that follows transition `t`, if the log has it.
-fn successor<'l>(
-    t: &Transition,
-    tr: &'l [Transition],
-    at: &HashMap<(usize, u32, u32), usize>,
-    final_obs: &HashMap<(usize, u32), (u32, &'l [f32])>,
-) -> Option<&'l [f32]> {
+fn successor<'l>(t: &Transition, tr: &'l [Transition], idx: &Successors<'l>) -> Option<&'l [f32]> {
+    let (at, final_obs) = (&idx.at, &idx.final_obs);
     let next_t = t.t.wrapping_add(1);
     let obs: &[f32] = if t.truncated {
         match final_obs.get(&(t.stream, t.episode)) {
@@ -504,7 +514,8 @@ fn successor<'l>(
             // no entry was lost in between.
             _ => {
                 let &j = at.get(&(t.stream, t.episode.wrapping_add(1), 0))?;
-                if tr[j].seq != t.seq.wrapping_add(1) {
+                // Only events (an e-stop, a fault) may come between.
+                if !DecodedLog::only_events_between(&idx.events, t.stream, t.seq, tr[j].seq) {
                     return None;
                 }
                 tr[j].obs()
@@ -521,8 +532,7 @@ fn successor<'l>(
 fn flush(
     frag: &mut Vec<(usize, Option<u32>)>,
     tr: &[Transition],
-    at: &HashMap<(usize, u32, u32), usize>,
-    final_obs: &HashMap<(usize, u32), (u32, &[f32])>,
+    idx: &Successors<'_>,
     ctx: &ImportCtx,
     ds: &mut Dataset,
     rep: &mut ImportReport,
@@ -537,7 +547,7 @@ fn flush(
         }
         // (An episode end of a history policy whose last actions are not
         // known has a short observation: no successor either.)
-        match successor(t, tr, at, final_obs) {
+        match successor(t, tr, idx) {
             Some(o) if o.len() == ctx.obs_dim => break o.to_vec(),
             _ => {
                 rep.no_successor += 1;
