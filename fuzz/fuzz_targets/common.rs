@@ -3,8 +3,10 @@
 
 use tinyppo_runtime::history::ActionHistory;
 use tinyppo_runtime::log::{decode_frame, Dims, Frame};
-use tinyppo_runtime::{rng, Blob, Policy};
+use tinyppo_runtime::safety::Guard;
+use tinyppo_runtime::{rng, selftest, Blob, Policy};
 
+#[allow(dead_code)] // Used by the blob targets only.
 const OBS: [[f32; 3]; 4] = [
     [0.0, 0.0, 0.0],
     [1.0, -2.0, 3.0],
@@ -12,6 +14,7 @@ const OBS: [[f32; 3]; 4] = [
     [-1e-40, 1e-40, -0.0],
 ];
 
+#[allow(dead_code)]
 fn run<const O: usize, const A: usize, const H: usize>(bytes: &[u8]) {
     let Ok(p) = Policy::<O, A, H>::from_bytes(bytes) else {
         return;
@@ -20,6 +23,9 @@ fn run<const O: usize, const A: usize, const H: usize>(bytes: &[u8]) {
     // With an action-history record the policy needs the history (the
     // `*_with` methods; the plain ones must refuse, not panic).
     let mut hist = ActionHistory::new(p.safe_action());
+    // The safety layer on the same actions: within its limits, finite.
+    let limits = p.limits();
+    let mut guard = Guard::new(limits, p.safe_action());
     for obs in OBS {
         let obs: [f32; O] = core::array::from_fn(|i| obs[i % 3]);
         let step = p.act_with(&obs, &hist, &mut r).expect("finite observation");
@@ -35,14 +41,36 @@ fn run<const O: usize, const A: usize, const H: usize>(bytes: &[u8]) {
             .iter()
             .all(|v| v.is_finite()));
         assert_eq!(p.act(&obs, &mut r).is_ok(), p.history_len() == 0);
+        let _ = guard.check(&obs);
+        let limited = guard.limit(&step.applied);
+        for ((a, lo), hi) in limited
+            .iter()
+            .zip(&limits.action_low)
+            .zip(&limits.action_high)
+        {
+            assert!(
+                a.is_finite() && lo <= a && a <= hi,
+                "{a} outside [{lo}, {hi}]"
+            );
+        }
+        guard.applied(&limited);
         hist.push(step.applied);
+    }
+    // The self-test runs on any blob that loaded (pass or fail, no panic).
+    if let Some(r) = selftest::run(&p) {
+        assert!(r.failed <= r.vectors);
     }
     // The optional records this runtime knows read back.
     let blob = Blob::parse(bytes).expect("it loaded");
     let _ = blob.realism();
+    if let Some(v) = blob.safety() {
+        assert_eq!(tinyppo_runtime::safety::Limits::from_view(&v), p.limits());
+    }
+    assert_eq!(blob.self_test().is_some(), p.self_test().is_some());
     assert_eq!(blob.history().map_or(0, |h| h.len), p.history_len());
 }
 
+#[allow(dead_code)] // Used by the blob targets only.
 pub fn check(bytes: &[u8]) {
     let Ok(blob) = Blob::parse(bytes) else { return };
     // Dispatch on the small shapes the seeds and their mutations have.

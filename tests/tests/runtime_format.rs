@@ -280,6 +280,21 @@ fn fuzz_seeds_are_the_golden_blobs() {
         assert_eq!(b.history().map(|h| h.len), Some(2));
         assert!(b.realism().is_some());
     }
+    // And one with all four records: history, safety, realism, self-test.
+    let b = tinyppo_runtime::Blob::parse(include_bytes!(
+        "../../fuzz/seeds/blob/seed-history-safety-realism-self-test-int8"
+    ))
+    .unwrap();
+    let tags: Vec<u8> = b.extensions().map(|e| e.tag).collect();
+    assert_eq!(tags, [0x00, 0x01, 0x80, 0x81]);
+    assert_eq!(b.self_test().map(|v| v.count), Some(5));
+    let p = include_bytes!("../../fuzz/seeds/payload/seed-history-safety-realism-self-test-int8");
+    assert_eq!(
+        &p[1..],
+        payload_of(
+            &include_bytes!("../../fuzz/seeds/blob/seed-history-safety-realism-self-test-int8")[..]
+        )
+    );
 }
 
 #[test]
