@@ -311,6 +311,17 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
         &self.stats
     }
 
+    /// An e-stop is latched (see [`safety`](crate::safety)).
+    pub fn estopped(&self) -> bool {
+        self.guard.estopped()
+    }
+
+    /// Releases a latched e-stop before the episode ends (an operator's
+    /// reset button); the next tick checks the observation afresh.
+    pub fn release_estop(&mut self) {
+        self.guard.release();
+    }
+
     /// Takes the boot self-test's result: if it failed, every later tick
     /// applies the safe action (an `Event` at the first, the ticks counted
     /// in `inhibited_ticks`).

@@ -16,9 +16,9 @@
 //! ```
 //!
 //! An e-stop is **latched**: once an observation leaves its bounds the
-//! loop applies the safe action on every tick until the next episode (or a
-//! reset), whatever the later observations. Each e-stop and stuck sensor
-//! is logged once as an [`Event`](crate::log::Event) with its tick, and
+//! loop applies the safe action on every tick until the next episode (or
+//! `ControlLoop::release_estop`, an operator's reset), whatever the later
+//! observations. Each e-stop and stuck sensor is logged once as an [`Event`](crate::log::Event) with its tick, and
 //! the ticks are counted ([`SafetyTotals`](crate::log::SafetyTotals)). The
 //! safe action itself is never rate limited: safety first. The action
 //! history a policy sees ([`history`](crate::history)) holds the policy's
@@ -320,6 +320,12 @@ impl<const OBS: usize, const ACT: usize> Guard<OBS, ACT> {
     /// An e-stop is latched.
     pub fn estopped(&self) -> bool {
         self.estop.is_some()
+    }
+
+    /// Releases a latched e-stop (an operator's reset); the rate limit
+    /// goes on from the safe action that was applied.
+    pub fn release(&mut self) {
+        self.estop = None;
     }
 
     /// Checks a finite observation, before the policy acts. Latches an

@@ -332,6 +332,16 @@ fn the_estop_is_latched_until_the_next_episode() {
     let safe = policy.safe_action();
     assert!(plant.actuator.0[1..5].iter().all(|a| *a == safe));
     assert_eq!(ctl.stats().safety.estop_ticks, 4);
+    // An operator's reset releases it within the episode.
+    plant.sensor.0.extend([Ok([0.1, 1.5]), ok, ok]);
+    assert_eq!(
+        ctl.tick(&mut plant, &mut rng, &mut log).status,
+        EStop { index: 1 }
+    );
+    assert!(ctl.estopped());
+    ctl.release_estop();
+    assert_eq!(ctl.tick(&mut plant, &mut rng, &mut log).status, Logged);
+    assert!(!ctl.estopped());
 }
 
 /// Counts its feeds; says whether it reset the board.
