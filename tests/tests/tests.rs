@@ -22,6 +22,7 @@ mod trainer_grad;
 mod trainer_optim;
 mod trainer_parity;
 mod trainer_run;
+mod trainer_trpo;
 
 mod device_control;
 mod device_hal;

@@ -271,7 +271,22 @@ fn algos_presets_layer_and_bad_combinations_are_refused() {
             "reinforce.baseline applies to algo reinforce only",
         ),
         (&["ppo.clip_coef=\"big\""][..], "--set ppo.clip_coef"),
-        (&["algo=\"sarsa\""][..], "expected ppo, a2c or reinforce"),
+        (
+            &["algo=\"sarsa\""][..],
+            "expected ppo, a2c, reinforce or trpo",
+        ),
+        (
+            &["trpo.max_kl=0.02"][..],
+            "trpo.max_kl applies to algo trpo only",
+        ),
+        (
+            &["algo=\"trpo\"", "trpo.backtrack_coef=1.0"][..],
+            "trpo.backtrack_coef",
+        ),
+        (
+            &["algo=\"trpo\"", "trpo.vf_minibatches=7"][..],
+            "a divisor of num_envs",
+        ),
         (&["n_step=0"][..], "n_step"),
     ] {
         let e = format!(

@@ -244,6 +244,7 @@ mod v2 {
                     realism: Default::default(),
                     randomize: Default::default(),
                     safety: Default::default(),
+                    trpo: Default::default(),
                 },
                 model: s.model,
                 adam: s.adam,

@@ -86,7 +86,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Train a policy (PPO; or A2C, REINFORCE with --algo) and export it.
+    /// Train a policy (PPO; or A2C, REINFORCE, TRPO with --algo) and export it.
     Train(TrainArgs),
     /// Evaluate an exported policy blob through the device runtime, on
     /// the plant model it was trained with or, with --sweep, on a grid of

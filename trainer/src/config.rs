@@ -32,6 +32,9 @@ pub enum Algo {
     /// REINFORCE: Monte-Carlo returns of complete episodes, with an
     /// optional baseline.
     Reinforce,
+    /// TRPO: a natural-gradient step on the surrogate under the mean-KL
+    /// constraint (6.34), found by conjugate gradient and a line search.
+    Trpo,
 }
 
 impl Algo {
@@ -41,6 +44,7 @@ impl Algo {
             Algo::Ppo => "ppo",
             Algo::A2c => "a2c",
             Algo::Reinforce => "reinforce",
+            Algo::Trpo => "trpo",
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct TrainConfig {
     pub ppo: PpoParams,
     /// REINFORCE's estimator (`[reinforce]`).
     pub reinforce: ReinforceParams,
+    /// TRPO's trust region and its critic's regression (`[trpo]`).
+    pub trpo: TrpoParams,
     /// Sensor and actuator effects around the plant (`[realism]`,
     /// [`crate::realism`]); exported into the blob.
     pub realism: RealismConfig,
@@ -166,6 +172,45 @@ impl Default for PpoParams {
             clip_coef: 0.2,
             clip_vloss: true,
             target_kl: 0.0,
+        }
+    }
+}
+
+/// TRPO's update (`[trpo]`, [`crate::trpo`]): one natural-gradient step
+/// of the policy per rollout within the mean KL `max_kl`, then the critic's
+/// regression on the GAE returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrpoParams {
+    /// δ of (6.34): the largest mean KL `E[D_KL(π_old ‖ π_θ)]` of a step.
+    pub max_kl: f32,
+    /// Conjugate-gradient iterations for `F x = g`.
+    pub cg_iters: usize,
+    /// Damping `λ` added to the Fisher matrix (`F + λI`).
+    pub cg_damping: f32,
+    /// Line search: each try shrinks the step by this factor.
+    pub backtrack_coef: f32,
+    /// Line search: steps tried before the update is rejected.
+    pub max_backtracks: u32,
+    /// Critic: epochs of Adam on the value loss per rollout.
+    pub vf_epochs: usize,
+    /// Critic: minibatches per epoch.
+    pub vf_minibatches: usize,
+}
+
+impl Default for TrpoParams {
+    fn default() -> Self {
+        // SB3-contrib's TRPO defaults (target_kl 0.01, cg_max_steps 15,
+        // cg_damping 0.1, line_search_shrinking_factor 0.8,
+        // line_search_max_iter 10, n_critic_updates 10).
+        TrpoParams {
+            max_kl: 0.01,
+            cg_iters: 15,
+            cg_damping: 0.1,
+            backtrack_coef: 0.8,
+            max_backtracks: 10,
+            vf_epochs: 10,
+            vf_minibatches: 16,
         }
     }
 }
@@ -228,6 +273,7 @@ impl Default for TrainConfig {
             action_history: 0,
             ppo: PpoParams::default(),
             reinforce: ReinforceParams::default(),
+            trpo: TrpoParams::default(),
             realism: RealismConfig::default(),
             safety: SafetyConfig::default(),
             randomize: BTreeMap::new(),
@@ -307,7 +353,7 @@ pub fn resolve(
     let algo_name = match &algo {
         Some(a) => a
             .as_str()
-            .with_context(|| format!("algo: expected ppo, a2c or reinforce, got {a}"))?
+            .with_context(|| format!("algo: expected ppo, a2c, reinforce or trpo, got {a}"))?
             .to_string(),
         None => "ppo".to_string(),
     };
@@ -318,7 +364,7 @@ pub fn resolve(
     // mistake: say so instead of ignoring it. (A --config file may hold
     // settings for several algorithms, as a run's config.toml does.)
     for (t, origin) in user.iter().filter(|(_, o)| o.starts_with("--set")) {
-        for group in ["ppo", "reinforce"] {
+        for group in ["ppo", "reinforce", "trpo"] {
             if group == algo_name {
                 continue;
             }
@@ -422,7 +468,8 @@ fn algo_preset(algo: &str, env: &str) -> Result<Option<toml::Table>> {
         "ppo" => return Ok(None),
         "a2c" => include_str!("../presets/algo-a2c.toml"),
         "reinforce" => include_str!("../presets/algo-reinforce.toml"),
-        other => bail!("algo: expected ppo, a2c or reinforce, got {other:?}"),
+        "trpo" => include_str!("../presets/algo-trpo.toml"),
+        other => bail!("algo: expected ppo, a2c, reinforce or trpo, got {other:?}"),
     };
     let origin = format!("preset algo-{algo}.toml");
     let mut t = parse_table(src, &origin)?;
@@ -510,6 +557,7 @@ impl TrainConfig {
     pub fn epochs_and_minibatches(&self) -> (usize, usize) {
         match self.algo {
             Algo::A2c => (1, 1),
+            Algo::Trpo => (self.trpo.vf_epochs, self.trpo.vf_minibatches),
             _ => (self.ppo.update_epochs, self.ppo.num_minibatches),
         }
     }
@@ -600,6 +648,26 @@ impl TrainConfig {
             .count("ppo.update_epochs", self.ppo.update_epochs as u64, 1, 1 << 16)
             .positive("ppo.clip_coef", self.ppo.clip_coef)
             .non_negative("ppo.target_kl", self.ppo.target_kl)
+            .positive("trpo.max_kl", self.trpo.max_kl)
+            .count("trpo.cg_iters", self.trpo.cg_iters as u64, 1, 1 << 12)
+            .non_negative("trpo.cg_damping", self.trpo.cg_damping)
+            .rule(
+                self.trpo.backtrack_coef > 0.0 && self.trpo.backtrack_coef < 1.0,
+                "trpo.backtrack_coef",
+                self.trpo.backtrack_coef,
+                "a factor in (0, 1)",
+            )
+            .count("trpo.max_backtracks", self.trpo.max_backtracks as u64, 1, 1 << 10)
+            .count("trpo.vf_epochs", self.trpo.vf_epochs as u64, 1, 1 << 16)
+            .count("trpo.vf_minibatches", self.trpo.vf_minibatches as u64, 1, MAX_BATCH as u64)
+            .rule(
+                self.algo != Algo::Trpo
+                    || (self.trpo.vf_minibatches > 0
+                        && self.batch_size() % self.trpo.vf_minibatches == 0),
+                "trpo.vf_minibatches",
+                self.trpo.vf_minibatches,
+                &format!("a divisor of num_envs·num_steps ({})", self.batch_size()),
+            )
             .rule(
                 !(self.algo == Algo::Reinforce
                     && self.reinforce.baseline == Baseline::Optimal

@@ -110,4 +110,5 @@ pub mod safety;
 pub mod stats;
 pub mod study;
 pub mod sweep;
+pub mod trpo;
 pub mod validate;

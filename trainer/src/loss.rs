@@ -182,6 +182,20 @@ pub(crate) fn weighted_loss(
     st
 }
 
+/// The value loss `L^V` alone (see the module docs; `clip_vloss`,
+/// `clip_coef` and `vf_coef` of `c` apply); if `grad` is given, **adds**
+/// its gradient into it — the critic's slice of the parameters
+/// ([`ActorCritic::critic_range`]). TRPO's critic regression.
+pub(crate) fn value_loss(
+    model: &ActorCritic,
+    mb: &Minibatch,
+    c: &LossCoefs,
+    ws: &mut Workspace,
+    grad: Option<&mut [f32]>,
+) -> f32 {
+    critic_part(model, mb, c, &mut ws.critic, &mut ws.dv, grad)
+}
+
 /// Policy loss (weighted per sample when `weights` is given) and entropy;
 /// adds their gradient into `grad` (actor params then log-std).
 /// `approx_kl`, `old_approx_kl` and `clipfrac` are unweighted.

@@ -341,6 +341,44 @@ impl Mlp {
         }
     }
 
+    /// Forward-mode derivative of the last [`Mlp::forward`] (the cache's
+    /// batch) along a direction `dparams` in parameter space: `J v`, the
+    /// change of every output per unit step along `v`, shape `(B, out)`.
+    ///
+    /// With `T_l` the tangent of `A_l` (`T_0 = 0`: the input does not
+    /// depend on θ): `dZ_l = T_{l−1}·W_lᵀ + A_{l−1}·dW_lᵀ + db_l`, and
+    /// `T_l = act'(Z_l) ⊙ dZ_l` (`1 − A²` for tanh, `1[A > 0]` for relu)
+    /// for hidden layers, `T_L = dZ_L` for the linear output. Used with
+    /// [`Mlp::backward`] (`Jᵀ w`) for TRPO's Fisher–vector products.
+    pub fn jvp(&self, params: &[f32], dparams: &[f32], cache: &Cache) -> Array2<f32> {
+        let mut t: Option<Array2<f32>> = None;
+        for l in 0..self.n_layers() {
+            let (w, _) = self.layer(params, l);
+            let (dw, db) = self.layer(dparams, l);
+            let a_prev = &cache.acts[l];
+            let mut dz = a_prev.dot(&dw.t());
+            dz += &db;
+            if let Some(tp) = &t {
+                general_mat_mul(1.0, tp, &w.t(), 1.0, &mut dz);
+            }
+            if l + 1 < self.n_layers() {
+                let a = &cache.acts[l + 1];
+                match self.act {
+                    Act::Tanh => ndarray::Zip::from(&mut dz)
+                        .and(a)
+                        .for_each(|d, &a| *d *= 1.0 - a * a),
+                    Act::Relu => ndarray::Zip::from(&mut dz).and(a).for_each(|d, &a| {
+                        if a <= 0.0 {
+                            *d = 0.0
+                        }
+                    }),
+                }
+            }
+            t = Some(dz);
+        }
+        t.unwrap_or_else(|| Array2::zeros((cache.acts[0].nrows(), self.output())))
+    }
+
     /// Gradient with respect to the input of the last forward pass (valid
     /// after [`Mlp::backward`] has run down to layer 0 — used by tests).
     pub fn input_grad(&self, params: &[f32], cache: &Cache) -> Array2<f32> {

@@ -342,7 +342,7 @@ fn check_config_matches(dir: &Path, cfg: &TrainConfig) -> Result<()> {
 pub fn total_steps(cfg: &TrainConfig) -> u64 {
     match cfg.algo {
         Algo::Reinforce => cfg.total_timesteps,
-        Algo::Ppo | Algo::A2c => cfg.num_updates() * cfg.batch_size() as u64,
+        Algo::Ppo | Algo::A2c | Algo::Trpo => cfg.num_updates() * cfg.batch_size() as u64,
     }
 }
 

@@ -1,5 +1,5 @@
 //! `cargo xtask curves`: learning curves of the algorithm family
-//! (`reinforce`, `a2c`, `ppo`) on pendulum and cartpole over several seeds,
+//! (`reinforce`, `a2c`, `ppo`, `trpo`) on pendulum and cartpole over several seeds,
 //! each with its preset (`trainer/presets/<plant>.toml`, then
 //! `algo-<name>.toml`) and the same step budget per plant. Prints the final
 //! int8 evaluation (100 episodes through the runtime) per algorithm and
@@ -17,7 +17,7 @@ use crate::bench_train::{build_tinyppo, eval, median, run_quiet, train};
 /// Plants and their step budgets.
 const PLANTS: [(&str, u64); 2] = [("pendulum", 100_000), ("cartpole", 200_000)];
 /// Algorithms, in legend order.
-const ALGOS: [&str; 3] = ["reinforce", "a2c", "ppo"];
+const ALGOS: [&str; 4] = ["reinforce", "a2c", "ppo", "trpo"];
 
 /// Runs the benchmark; `seeds` per (plant, algorithm), the PNG to `out`.
 pub fn run(root: &Path, seeds: u64, out: &Path) -> Result<()> {

@@ -6,7 +6,10 @@
 //!   of `num_envs` plants, GAE advantages ([`crate::gae`]), then PPO's
 //!   clipped epochs, or A2C's single full-batch step;
 //! - `reinforce` (module `reinforce`): batches of complete episodes and the
-//!   notes' estimators with baselines ([`crate::pg`]).
+//!   notes' estimators with baselines ([`crate::pg`]);
+//! - `trpo` (module `trpo`): PPO's rollout and advantages, then one
+//!   natural-gradient step under the mean-KL constraint (6.34)
+//!   ([`crate::trpo`]) and the critic's regression.
 //!
 //! The sampled (unclipped) action is stored and used in the loss; only the
 //! action sent to the plant is clipped to the bounds.
@@ -30,6 +33,7 @@ use crate::registry::RegisteredPlant;
 
 mod ppo;
 mod reinforce;
+mod trpo;
 
 /// Everything that defines a run's state between updates (the checkpoint).
 #[derive(Clone, Serialize, Deserialize)]
@@ -305,7 +309,7 @@ impl Trainer {
     pub fn done(&self) -> bool {
         match self.state.cfg.algo {
             Algo::Reinforce => self.state.global_step >= self.state.cfg.total_timesteps,
-            Algo::Ppo | Algo::A2c => self.state.update >= self.state.cfg.num_updates(),
+            Algo::Ppo | Algo::A2c | Algo::Trpo => self.state.update >= self.state.cfg.num_updates(),
         }
     }
 
@@ -317,7 +321,9 @@ impl Trainer {
             Algo::Reinforce => {
                 1.0 - (self.state.global_step as f64 / cfg.total_timesteps.max(1) as f64) as f32
             }
-            Algo::Ppo | Algo::A2c => 1.0 - (update - 1) as f32 / cfg.num_updates() as f32,
+            Algo::Ppo | Algo::A2c | Algo::Trpo => {
+                1.0 - (update - 1) as f32 / cfg.num_updates() as f32
+            }
         };
         if cfg.anneal_lr {
             frac.max(0.0) * cfg.learning_rate
@@ -494,6 +500,7 @@ impl Trainer {
         match self.state.cfg.algo {
             Algo::Reinforce => self.reinforce_update(),
             Algo::Ppo | Algo::A2c => self.ppo_update(),
+            Algo::Trpo => self.trpo_update(),
         }
     }
 

@@ -26,16 +26,10 @@ use crate::pg::nstep_advantages;
 use crate::stats::explained_variance;
 
 impl Trainer {
-    /// One PPO or A2C update (see the module docs).
-    pub(super) fn ppo_update(&mut self) -> Result<UpdateMetrics> {
-        let cfg = self.state.cfg.clone();
-        let update = self.state.update + 1;
-        let t0 = std::time::Instant::now();
-        let finished = self.collect();
-        let t1 = std::time::Instant::now();
-        self.seconds.0 += (t1 - t0).as_secs_f64();
-        self.record_returns(&finished);
-
+    /// GAE(λ) or n-step advantages of the rollout, and the value targets
+    /// `R = Â + V` (PPO, A2C and TRPO).
+    pub(super) fn advantages(&mut self) {
+        let cfg = &self.state.cfg;
         let inp = GaeInput {
             rewards: &self.buf.rewards,
             values: &self.buf.values,
@@ -59,6 +53,34 @@ impl Trainer {
         {
             *r = a + v;
         }
+    }
+
+    /// Collects a rollout, records its finished episodes and computes the
+    /// advantages; returns the finished returns and when the collection
+    /// ended (the optimization's clock starts there).
+    pub(super) fn rollout_with_advantages(&mut self) -> (Vec<f64>, std::time::Instant) {
+        let t0 = std::time::Instant::now();
+        let finished = self.collect();
+        let t1 = std::time::Instant::now();
+        self.seconds.0 += (t1 - t0).as_secs_f64();
+        self.record_returns(&finished);
+        self.advantages();
+        (finished, t1)
+    }
+
+    /// Fisher–Yates shuffle of `idx` with the run's RNG.
+    pub(super) fn shuffle(&mut self, idx: &mut [usize]) {
+        for i in (1..idx.len()).rev() {
+            let j = self.state.rng.random_range(0..=i);
+            idx.swap(i, j);
+        }
+    }
+
+    /// One PPO or A2C update (see the module docs).
+    pub(super) fn ppo_update(&mut self) -> Result<UpdateMetrics> {
+        let cfg = self.state.cfg.clone();
+        let update = self.state.update + 1;
+        let (finished, t1) = self.rollout_with_advantages();
 
         let lr = self.learning_rate(update);
         let coefs = LossCoefs {
@@ -72,43 +94,17 @@ impl Trainer {
         let (od, ad) = (self.state.model.obs_dim(), self.state.model.act_dim());
         let mut idx: Vec<usize> = (0..b).collect();
         let mut grad = vec![0.0f32; self.state.model.params.len()];
-        let (mut mb_obs, mut mb_act) = (vec![0.0f32; mbs * od], vec![0.0f32; mbs * ad]);
-        let (mut mb_logp, mut mb_adv, mut mb_ret, mut mb_val) = (
-            vec![0.0f32; mbs],
-            vec![0.0f32; mbs],
-            vec![0.0f32; mbs],
-            vec![0.0f32; mbs],
-        );
+        let mut mbuf = MinibatchBuf::new(mbs, od, ad);
         let mut sum = LossStats::default();
         let (mut count, mut gnorm_sum, mut epochs) = (0u32, 0.0f32, 0u32);
         let (update_epochs, _) = cfg.epochs_and_minibatches();
         'epochs: for _ in 0..update_epochs {
             epochs += 1;
-            // Fisher–Yates with the run's RNG.
-            for i in (1..b).rev() {
-                let j = self.state.rng.random_range(0..=i);
-                idx.swap(i, j);
-            }
+            self.shuffle(&mut idx);
             let mut epoch_kl = 0.0;
             for chunk in idx.chunks_exact(mbs) {
-                for (k, &i) in chunk.iter().enumerate() {
-                    mb_obs[k * od..(k + 1) * od]
-                        .copy_from_slice(&self.buf.obs[i * od..(i + 1) * od]);
-                    mb_act[k * ad..(k + 1) * ad]
-                        .copy_from_slice(&self.buf.actions[i * ad..(i + 1) * ad]);
-                    mb_logp[k] = self.buf.logp[i];
-                    mb_adv[k] = self.buf.adv[i];
-                    mb_ret[k] = self.buf.returns[i];
-                    mb_val[k] = self.buf.values[i];
-                }
-                let mb = Minibatch {
-                    obs: ArrayView2::from_shape((mbs, od), &mb_obs).expect("rows"),
-                    actions: ArrayView2::from_shape((mbs, ad), &mb_act).expect("rows"),
-                    logp_old: &mb_logp,
-                    adv: &mb_adv,
-                    returns: &mb_ret,
-                    values_old: &mb_val,
-                };
+                mbuf.gather(&self.buf, chunk);
+                let mb = mbuf.view();
                 grad.fill(0.0);
                 let st = ppo_loss(
                     &self.state.model,
@@ -168,5 +164,60 @@ impl Trainer {
             std: self.mean_sigma(),
             sps: 0.0,
         })
+    }
+}
+
+/// The rows of one minibatch, gathered from the rollout.
+pub(super) struct MinibatchBuf {
+    rows: usize,
+    od: usize,
+    ad: usize,
+    obs: Vec<f32>,
+    act: Vec<f32>,
+    logp: Vec<f32>,
+    adv: Vec<f32>,
+    ret: Vec<f32>,
+    val: Vec<f32>,
+}
+
+impl MinibatchBuf {
+    /// Room for `rows` rows of `od` observations and `ad` actions.
+    pub(super) fn new(rows: usize, od: usize, ad: usize) -> Self {
+        MinibatchBuf {
+            rows,
+            od,
+            ad,
+            obs: vec![0.0; rows * od],
+            act: vec![0.0; rows * ad],
+            logp: vec![0.0; rows],
+            adv: vec![0.0; rows],
+            ret: vec![0.0; rows],
+            val: vec![0.0; rows],
+        }
+    }
+
+    /// Copies rollout rows `chunk` (`rows` of them) in.
+    pub(super) fn gather(&mut self, buf: &super::Rollout, chunk: &[usize]) {
+        let (od, ad) = (self.od, self.ad);
+        for (k, &i) in chunk.iter().enumerate() {
+            self.obs[k * od..(k + 1) * od].copy_from_slice(&buf.obs[i * od..(i + 1) * od]);
+            self.act[k * ad..(k + 1) * ad].copy_from_slice(&buf.actions[i * ad..(i + 1) * ad]);
+            self.logp[k] = buf.logp[i];
+            self.adv[k] = buf.adv[i];
+            self.ret[k] = buf.returns[i];
+            self.val[k] = buf.values[i];
+        }
+    }
+
+    /// The gathered minibatch.
+    pub(super) fn view(&self) -> Minibatch<'_> {
+        Minibatch {
+            obs: ArrayView2::from_shape((self.rows, self.od), &self.obs).expect("rows"),
+            actions: ArrayView2::from_shape((self.rows, self.ad), &self.act).expect("rows"),
+            logp_old: &self.logp,
+            adv: &self.adv,
+            returns: &self.ret,
+            values_old: &self.val,
+        }
     }
 }
