@@ -36,6 +36,7 @@ mod capture;
 mod offpolicy_finetune;
 mod offpolicy_is;
 mod offpolicy_loss;
+mod offpolicy_ope;
 mod offpolicy_vtrace;
 
 mod pg_estimators;

@@ -98,6 +98,7 @@ pub mod mlp;
 pub mod model;
 pub mod normalize;
 pub mod offpolicy;
+pub mod ope;
 pub mod optim;
 pub mod pg;
 pub mod publish;
