@@ -295,6 +295,8 @@ fn cli_trains_exports_and_finetunes_a_history_policy() {
     ]);
     let out = ok(&[
         "finetune",
+        "--accept",
+        "always",
         "--checkpoint",
         s(&run_dir),
         "--logs",

@@ -225,18 +225,8 @@ fn write_log(blob: &[u8], episodes: u32, seed: u64, path: &Path) {
     std::fs::write(path, bytes).expect("write log");
 }
 
-fn int8_ids(idx: &PolicyIndex) -> Vec<(u32, String)> {
-    idx.policies
-        .iter()
-        .filter(|r| r.quant == "int8")
-        .map(|r| (r.version, r.id.clone()))
-        .collect()
-}
-
-#[test]
-fn offpolicy_finetune_end_to_end() {
-    let tmp = TempDir::new("offpolicy-e2e");
-    let run_dir = tmp.path().join("run");
+/// A short pendulum run (version 1) in `run_dir`.
+fn train_small(run_dir: &Path) {
     ok(&[
         "train",
         "--env",
@@ -255,8 +245,23 @@ fn offpolicy_finetune_end_to_end() {
         "eval_episodes=2",
         "--quiet",
         "--out",
-        s(&run_dir),
+        s(run_dir),
     ]);
+}
+
+fn int8_ids(idx: &PolicyIndex) -> Vec<(u32, String)> {
+    idx.policies
+        .iter()
+        .filter(|r| r.quant == "int8")
+        .map(|r| (r.version, r.id.clone()))
+        .collect()
+}
+
+#[test]
+fn offpolicy_finetune_end_to_end() {
+    let tmp = TempDir::new("offpolicy-e2e");
+    let run_dir = tmp.path().join("run");
+    train_small(&run_dir);
     let idx = PolicyIndex::load(&run_dir)
         .unwrap()
         .expect("train writes the index");
@@ -274,6 +279,8 @@ fn offpolicy_finetune_end_to_end() {
     write_log(&v1, 8, 77, &log1);
     let out = ok(&[
         "finetune",
+        "--accept",
+        "always",
         "--checkpoint",
         s(&run_dir),
         "--logs",
@@ -340,6 +347,8 @@ fn offpolicy_finetune_end_to_end() {
     // version appended there while the source keeps two versions.
     let o = run(&[
         "finetune",
+        "--accept",
+        "always",
         "--checkpoint",
         s(&run_dir),
         "--logs",
@@ -356,6 +365,8 @@ fn offpolicy_finetune_end_to_end() {
     let fork = tmp.path().join("fork");
     ok(&[
         "finetune",
+        "--accept",
+        "always",
         "--checkpoint",
         s(&run_dir),
         "--logs",
@@ -406,6 +417,7 @@ fn offpolicy_finetune_bootstraps_the_index_and_mixes_onpolicy_episodes() {
         iterations: 2,
         mix_onpolicy: 2,
         update_epochs: Some(1),
+        accept: tinyppo_trainer::finetune::Accept::Always,
         ..FinetuneConfig::default()
     };
     let mut unknown = 0;
@@ -532,6 +544,7 @@ fn offpolicy_absurd_records_are_dropped_and_counted() {
     std::fs::write(&path, &bad).unwrap();
     let fc = FinetuneConfig {
         iterations: 1,
+        accept: tinyppo_trainer::finetune::Accept::Always,
         ..FinetuneConfig::default()
     };
     let o = tinyppo_trainer::finetune::finetune(&reg, &dir, None, &[path], &fc, &mut |_| {})
@@ -577,4 +590,92 @@ fn reencode(log: &DecodedLog, original: &[u8]) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+/// The publication gate: a candidate the logs cannot vouch for (a huge
+/// learning rate drives it far from the logged policy) is not published —
+/// the run keeps its version, the candidate, its metrics and the decision
+/// with its numbers go to `rejected/`, the fine-tune stops at the first
+/// iterate the logs cannot judge, and `--json` says so; `--accept always`
+/// publishes the same fine-tune, with the gate's estimates in metrics.csv.
+#[test]
+fn offpolicy_the_gate_keeps_the_version_when_the_logs_cannot_vouch_for_the_candidate() {
+    let tmp = TempDir::new("offpolicy-gate");
+    let run_dir = tmp.path().join("run");
+    train_small(&run_dir);
+    let v1 = std::fs::read(run_dir.join("policy.bin")).unwrap();
+    let log = tmp.path().join("v1.log");
+    write_log(&v1, 20, 5, &log);
+    let wild = [
+        "--logs",
+        s(&log),
+        "--iterations",
+        "4",
+        "--learning-rate",
+        "0.05",
+        "--json",
+    ];
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["finetune", "--checkpoint", s(&run_dir)]
+            .iter()
+            .chain(&wild)
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let a = args(&[]);
+    let out = ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["published"], false, "{j}");
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["decision"]["accepted"], false);
+    assert_eq!(j["decision"]["episodes"], 20);
+    let reason = j["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot judge") || reason.contains("does not beat"),
+        "{reason}"
+    );
+    assert_eq!(
+        PolicyIndex::load(&run_dir)
+            .unwrap()
+            .unwrap()
+            .latest_version(),
+        1,
+        "the run keeps its version"
+    );
+    assert_eq!(std::fs::read(run_dir.join("policy.bin")).unwrap(), v1);
+    let cand = std::path::PathBuf::from(j["candidate_dir"].as_str().unwrap());
+    assert!(
+        cand.starts_with(run_dir.join("rejected")),
+        "{}",
+        cand.display()
+    );
+    for f in [
+        "policy.bin",
+        "policy-f32.bin",
+        "metrics.csv",
+        "decision.json",
+    ] {
+        assert!(cand.join(f).exists(), "{f}");
+    }
+    let rows = std::fs::read_to_string(cand.join("metrics.csv")).unwrap();
+    assert!(
+        rows.lines().next().unwrap().contains("gate/lower"),
+        "{rows}"
+    );
+    let iterations = rows.lines().count() - 1;
+    assert!((1..=4).contains(&iterations), "{iterations}");
+
+    // --accept always: the same fine-tune is published as version 2.
+    let a = args(&["--accept", "always"]);
+    let out = ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["published"], true, "{j}");
+    assert_eq!(j["version"], 2);
+    assert!(j["decision"]["estimate"].is_number(), "{j}");
+    let m = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = m.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "gate/accepted").unwrap();
+    let last: Vec<&str> = m.lines().last().unwrap().split(',').collect();
+    assert_eq!(last[col], "1");
 }

@@ -313,7 +313,7 @@ fn a_closed_stdout_never_skips_a_save() {
     ]);
     // The reader is gone before the first line (`head -c 0` exits at once).
     let script = format!(
-        "(sleep 0.3; '{}' finetune --checkpoint '{}' --logs '{}' --iterations 1; echo \"status=$?\" >&2) | head -c 0",
+        "(sleep 0.3; '{}' finetune --accept always --checkpoint '{}' --logs '{}' --iterations 1; echo \"status=$?\" >&2) | head -c 0",
         tinyppo().display(),
         dir.display(),
         log.display()
@@ -388,6 +388,8 @@ fn finetune_without_the_parent_blob_fails_first_naming_it() {
     std::fs::write(&parent, &good).unwrap();
     ok(&[
         "finetune",
+        "--accept",
+        "always",
         "--checkpoint",
         s(&dir),
         "--logs",
@@ -487,6 +489,7 @@ fn a_crash_at_any_write_of_a_publication_leaves_a_consistent_run() {
     std::fs::write(&log, bytes).unwrap();
     let fc = FinetuneConfig {
         iterations: 1,
+        accept: tinyppo_trainer::finetune::Accept::Always,
         ..FinetuneConfig::default()
     };
 
@@ -659,6 +662,7 @@ fn finetune_memory_grows_with_the_steps_it_keeps() {
     drop(bytes);
     let fc = FinetuneConfig {
         iterations: 1,
+        accept: tinyppo_trainer::finetune::Accept::Always,
         ..FinetuneConfig::default()
     };
     let (o, peak) = crate::alloc_count::peak_during(|| {

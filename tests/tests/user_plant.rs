@@ -197,6 +197,8 @@ fn user_plant_trains_exports_evaluates_simulates_and_finetunes() {
     cli_ok(&["logs", "decode", s(&log)]);
     cli_ok(&[
         "finetune",
+        "--accept",
+        "always",
         "--checkpoint",
         s(&dir),
         "--logs",

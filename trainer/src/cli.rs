@@ -30,7 +30,7 @@ use tinyppo_runtime::Blob;
 use crate::checkpoint;
 use crate::config;
 use crate::export::{export_blob, PolicyIndex, Quant};
-use crate::finetune::{finetune, FinetuneConfig, ImportReport, Progress};
+use crate::finetune::{finetune, Accept, FinetuneConfig, ImportReport, Progress};
 use crate::logs;
 use crate::offpolicy::IsCorrection;
 use crate::realism::Realism;
@@ -451,6 +451,26 @@ struct FinetuneArgs {
     /// their logged log μ (default: drop them).
     #[arg(long)]
     keep_unknown: bool,
+    /// Publish the candidate only when the lower confidence bound of its
+    /// return estimated from the logs beats the logged return
+    /// (`improvement`, default), or `always`.
+    #[arg(long, value_enum, default_value_t = Accept::Improvement)]
+    accept: Accept,
+    /// One-sided confidence of that lower bound.
+    #[arg(long, default_value_t = FinetuneConfig::default().confidence)]
+    confidence: f64,
+    /// Bootstrap resamples of the estimate's interval.
+    #[arg(long, value_name = "N", default_value_t = FinetuneConfig::default().ope_resamples)]
+    ope_resamples: usize,
+    /// Least effective sample size (fraction of the logged episodes) of
+    /// the candidate's importance weights for the gate to judge it; the
+    /// fine-tune stops when an iterate falls below it.
+    #[arg(long, default_value_t = FinetuneConfig::default().min_ess)]
+    min_ess: f64,
+    /// Print the summary (the decision, its estimates, the versions) as
+    /// one JSON object.
+    #[arg(long)]
+    json: bool,
     /// No progress lines or summary.
     #[arg(long)]
     quiet: bool,
@@ -1439,9 +1459,13 @@ fn finetune_cmd(reg: &Registry, a: FinetuneArgs) -> Result<()> {
         mix_onpolicy: a.mix_onpolicy,
         seed: a.seed,
         keep_unknown: a.keep_unknown,
+        accept: a.accept,
+        confidence: a.confidence,
+        ope_resamples: a.ope_resamples,
+        min_ess: a.min_ess,
         ..FinetuneConfig::default()
     };
-    let quiet = a.quiet;
+    let quiet = a.quiet || a.json;
     let mut progress = |p: Progress| {
         if quiet {
             return;
@@ -1459,6 +1483,50 @@ fn finetune_cmd(reg: &Registry, a: FinetuneArgs) -> Result<()> {
         &fc,
         &mut progress,
     )?;
+    if a.json {
+        let v = serde_json::json!({
+            "out_dir": o.out_dir.display().to_string(),
+            "published": o.published,
+            "version": o.version,
+            "parent_version": o.parent_version,
+            "policy_id": format!("{:08x}", o.policy_id),
+            "candidate_dir": o.candidate_dir.as_ref().map(|d| d.display().to_string()),
+            "decision": o.decision,
+            "reason": o.decision.reason(),
+            "import": &o.report,
+        });
+        outln!("{v}");
+        return Ok(());
+    }
+    if !quiet {
+        outln!(
+            "gate: {}: {}",
+            if o.decision.accepted {
+                if o.decision.lower > o.decision.behaviour_return {
+                    "published"
+                } else {
+                    "published (--accept always)"
+                }
+            } else {
+                "NOT published"
+            },
+            o.decision.reason()
+        );
+    }
+    if !o.published {
+        if !quiet {
+            outln!(
+                "kept version {} of {}; the candidate (policy {:08x}) is in {}",
+                o.parent_version,
+                o.out_dir.display(),
+                o.policy_id,
+                o.candidate_dir
+                    .as_ref()
+                    .map_or(String::new(), |d| d.display().to_string())
+            );
+        }
+        return Ok(());
+    }
     if !quiet {
         let state = checkpoint::load(&o.out_dir)?;
         let idx =

@@ -38,7 +38,9 @@ use crate::offpolicy::{
 use crate::optim::guarded_step;
 use crate::registry::{RegisteredPlant, Registry};
 
+pub mod gate;
 pub mod import;
+pub use gate::{Accept, Decision, Gate};
 pub use import::{import_log, runtime_log_probs, Dataset, ImportCtx, ImportReport};
 
 /// Options of a fine-tune. `None` means "the checkpoint's configuration".
@@ -83,6 +85,16 @@ pub struct FinetuneConfig {
     pub keep_unknown: bool,
     /// `|logged − recomputed log μ|` above which a record counts as a mismatch.
     pub mu_tolerance: f32,
+    /// When the candidate is published ([`gate`]).
+    pub accept: Accept,
+    /// One-sided confidence of the gate's lower bound.
+    pub confidence: f64,
+    /// Bootstrap resamples of the gate's interval.
+    pub ope_resamples: usize,
+    /// The gate's least effective sample size (over the episodes) of the
+    /// whole-episode weights: below it the logs cannot judge a candidate,
+    /// and the fine-tune stops (later iterates only move farther).
+    pub min_ess: f64,
 }
 
 impl FinetuneConfig {
@@ -97,7 +109,15 @@ impl FinetuneConfig {
             .positive("--w-bar", self.w_bar)
             .positive("--learning-rate", self.learning_rate)
             .count("--mix-onpolicy", u64::from(self.mix_onpolicy), 0, 1 << 16)
-            .non_negative("mu_tolerance", self.mu_tolerance);
+            .non_negative("mu_tolerance", self.mu_tolerance)
+            .rule(
+                self.confidence > 0.5 && self.confidence < 1.0,
+                "--confidence",
+                self.confidence,
+                "a confidence in (0.5, 1)",
+            )
+            .count("--ope-resamples", self.ope_resamples as u64, 10, 1 << 20)
+            .within("--min-ess", self.min_ess as f32, 0.0, 1.0);
         if let Some(g) = self.gamma {
             c.within("--gamma", g, 0.0, 1.0);
         }
@@ -144,6 +164,10 @@ impl Default for FinetuneConfig {
             seed: None,
             keep_unknown: false,
             mu_tolerance: 1e-4,
+            accept: Accept::Improvement,
+            confidence: 0.95,
+            ope_resamples: 1000,
+            min_ess: 0.1,
         }
     }
 }
@@ -211,6 +235,8 @@ pub struct FinetuneMetrics {
     pub mu_mismatches: usize,
     /// Largest `|logged − recomputed log μ|`.
     pub mu_max_abs_diff: f32,
+    /// The publication gate's decision (the last iteration's row only).
+    pub decision: Option<Decision>,
 }
 
 impl FinetuneMetrics {
@@ -262,6 +288,34 @@ impl FinetuneMetrics {
                 "offpolicy/mu_max_abs_diff",
                 self.mu_max_abs_diff.to_string(),
             ),
+            (
+                "gate/accepted",
+                self.decision
+                    .map_or(String::new(), |d| (d.accepted as u8).to_string()),
+            ),
+            (
+                "gate/behaviour_return",
+                self.decision
+                    .map_or(String::new(), |d| d.behaviour_return.to_string()),
+            ),
+            (
+                "gate/estimate",
+                self.decision
+                    .map_or(String::new(), |d| d.estimate.to_string()),
+            ),
+            (
+                "gate/lower",
+                self.decision.map_or(String::new(), |d| d.lower.to_string()),
+            ),
+            (
+                "gate/wpdis",
+                self.decision.map_or(String::new(), |d| d.wpdis.to_string()),
+            ),
+            (
+                "gate/episodes",
+                self.decision
+                    .map_or(String::new(), |d| d.episodes.to_string()),
+            ),
         ]
     }
 
@@ -284,7 +338,13 @@ impl FinetuneMetrics {
             } else {
                 String::new()
             }
-        )
+        ) + &match self.decision {
+            Some(d) => format!(
+                " | OPE {:.1} (lower {:.1}) vs logged {:.1}, ess {:.3}",
+                d.estimate, d.lower, d.behaviour_return, d.ess
+            ),
+            None => String::new(),
+        }
     }
 }
 
@@ -340,8 +400,14 @@ pub fn metrics_with(src: &Path, rows: &[FinetuneMetrics]) -> Result<Vec<u8>> {
 pub struct FinetuneOutcome {
     /// The run directory written.
     pub out_dir: PathBuf,
-    /// Version of the new export.
+    /// Version of the new export; the parent's when the gate kept it.
     pub version: u32,
+    /// The candidate was published (else it is in `candidate_dir`).
+    pub published: bool,
+    /// Where a candidate the gate did not publish was written.
+    pub candidate_dir: Option<PathBuf>,
+    /// The publication gate's decision.
+    pub decision: Decision,
     /// Its int8 policy id.
     pub policy_id: u32,
     /// Version fine-tuned from.
@@ -480,6 +546,9 @@ pub fn finetune(
     let ctx = ImportCtx::of_state(&plant, &state, &versions, &blobs, current, fc);
     let (logs_ds, mut report) = import_log(&log, &ctx)?;
     report.history_unknown = history_unknown;
+    // The complete episodes, for the publication gate.
+    let gate = Gate::from_log(&log, &ctx);
+    let reward_std = ctx.reward_std();
     // The decoded records are in the dataset now: free them before the
     // updates (memory grows with the steps kept, not with the logs).
     drop(log);
@@ -512,9 +581,37 @@ pub fn finetune(
     let lr = fc.learning_rate;
     let mut rng = seeded(fc.seed.unwrap_or(cfg.seed));
     let parent_version = current;
+    let log_std_behaviour = state.model.log_std().to_vec();
     let mut ws = Workspace::new(cfg.threads > 1);
     let mut rows = Vec::new();
 
+    // The gate, on the candidate's means at the behaviour's σ: the policy
+    // as it would be logged next, and the only change IS can estimate well
+    // from these logs (a narrower σ alone would look like an improvement
+    // of the noisy logged return, not of the policy).
+    let judge = |st: &TrainState| -> Result<Decision> {
+        let mut s = st.clone();
+        let r = s.model.log_std_range();
+        s.model.params[r].copy_from_slice(&log_std_behaviour);
+        let blob = export_blob(&s, &plant, Quant::Int8)?;
+        let mut d = gate.decide(
+            &plant,
+            &blob,
+            &st.model,
+            reward_std,
+            fc.accept,
+            fc.confidence,
+            fc.ope_resamples,
+            fc.seed.unwrap_or(cfg.seed) ^ 0x6A7E,
+        )?;
+        d.min_ess = fc.min_ess;
+        if fc.accept == Accept::Improvement && d.ess < fc.min_ess {
+            d.accepted = false;
+        }
+        Ok(d)
+    };
+    // The latest iterate the gate accepted: (state, rows, decision).
+    let mut best: Option<(TrainState, usize, Decision)> = None;
     for it in 1..=fc.iterations {
         let t0 = std::time::Instant::now();
         // The logged steps, plus fresh on-policy ones when mixing (only
@@ -591,8 +688,18 @@ pub fn finetune(
             mu_max_abs_diff: report.max_abs_diff,
             ..row
         };
+        let mut m = m;
+        let d = judge(&state)?;
+        m.decision = Some(d);
         progress(Progress::Iteration(&m, fc.iterations));
         rows.push(m);
+        if d.accepted && d.ess >= fc.min_ess {
+            best = Some((state.clone(), rows.len(), d));
+        }
+        // Later iterates only move farther from the logs' policy.
+        if fc.accept == Accept::Improvement && d.ess < fc.min_ess {
+            break;
+        }
     }
 
     // Nothing is written before the updates succeeded. The index and its
@@ -611,8 +718,59 @@ pub fn finetune(
             }
         }
     }
+    // What is published: with `--accept always` the last iterate; with the
+    // gate, the latest iterate it accepted, or nothing.
+    let decision = match (fc.accept, &best) {
+        (Accept::Improvement, Some((st, n, d))) => {
+            state = st.clone();
+            rows.truncate(*n);
+            *d
+        }
+        _ => rows
+            .last()
+            .and_then(|r| r.decision)
+            .unwrap_or_else(judge_none),
+    };
     let int8 = export_blob(&state, &plant, Quant::Int8)?;
     let f32b = export_blob(&state, &plant, Quant::F32)?;
+    if !decision.accepted {
+        // Keep the current version; the candidate goes aside, with its
+        // metrics and the decision.
+        let id = policy_id(&int8)?;
+        let dir = out
+            .join("rejected")
+            .join(format!("from-v{parent_version}-{id:08x}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_atomic(&dir.join("policy.bin"), &int8)?;
+        write_atomic(&dir.join("policy-f32.bin"), &f32b)?;
+        write_atomic(
+            &dir.join("metrics.csv"),
+            &metrics_with(Path::new(""), &rows)?,
+        )?;
+        let record = serde_json::json!({
+            "parent": parent_version,
+            "policy_id": format!("{id:08x}"),
+            "decision": decision,
+            "reason": decision.reason(),
+            "logs": logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "config": fc,
+        });
+        write_atomic(
+            &dir.join("decision.json"),
+            serde_json::to_string_pretty(&record)?.as_bytes(),
+        )?;
+        return Ok(FinetuneOutcome {
+            out_dir: out,
+            version: parent_version,
+            published: false,
+            candidate_dir: Some(dir),
+            decision,
+            policy_id: id,
+            parent_version,
+            report,
+            rows,
+        });
+    }
     let ckpt = checkpoint::to_bytes(&state)?;
     let metrics = metrics_with(&ckpt_dir.join("metrics.csv"), &rows)?;
     // The version this publishes (a fine-tune always changes the weights).
@@ -623,6 +781,8 @@ pub fn finetune(
         "logs": logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "config": fc,
         "import": &report,
+        "decision": decision,
+        "reason": decision.reason(),
     });
     let record = serde_json::to_string_pretty(&record)?;
     let record_file = format!("finetune-v{next}.json");
@@ -641,11 +801,30 @@ pub fn finetune(
     Ok(FinetuneOutcome {
         out_dir: out,
         version,
+        published: true,
+        candidate_dir: None,
+        decision,
         policy_id: policy_id(&int8)?,
         parent_version,
         report,
         rows,
     })
+}
+
+/// The decision when no iteration ran (never: `--iterations ≥ 1`).
+fn judge_none() -> Decision {
+    Decision {
+        accepted: false,
+        episodes: 0,
+        behaviour_return: f64::NAN,
+        estimate: f64::NAN,
+        lower: f64::NAN,
+        upper: f64::NAN,
+        wpdis: f64::NAN,
+        confidence: 0.0,
+        ess: 0.0,
+        min_ess: 0.0,
+    }
 }
 
 /// What [`finetune`] reports while it runs.

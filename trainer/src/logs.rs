@@ -227,9 +227,23 @@ impl DecodedLog {
     /// (as `tinyppo eval` sums). Episodes with a dropped, lost or faulted
     /// step are left out.
     pub fn episode_returns(&self) -> Vec<f64> {
+        self.complete_episodes()
+            .iter()
+            .map(|steps| {
+                steps
+                    .iter()
+                    .fold(0.0f64, |acc, &i| acc + self.transitions[i].reward as f64)
+            })
+            .collect()
+    }
+
+    /// The complete episodes (see [`episode_returns`](Self::episode_returns)),
+    /// in the order they first appear, each as the indices of its
+    /// transitions in `t` order.
+    pub fn complete_episodes(&self) -> Vec<Vec<usize>> {
         let mut order = Vec::new();
-        let mut groups: BTreeMap<(usize, u32), Vec<&Transition>> = BTreeMap::new();
-        for t in &self.transitions {
+        let mut groups: BTreeMap<(usize, u32), Vec<usize>> = BTreeMap::new();
+        for (i, t) in self.transitions.iter().enumerate() {
             let key = (t.stream, t.episode);
             groups
                 .entry(key)
@@ -237,22 +251,26 @@ impl DecodedLog {
                     order.push(key);
                     Vec::new()
                 })
-                .push(t);
+                .push(i);
         }
-        let mut returns = Vec::new();
+        let tr = &self.transitions;
+        let mut out = Vec::new();
         for key in order {
             let mut steps = groups.remove(&key).unwrap_or_default();
-            steps.sort_by_key(|t| t.t);
+            steps.sort_by_key(|&i| tr[i].t);
             let n = steps.len();
-            let contiguous = steps.iter().enumerate().all(|(i, t)| t.t as usize == i);
-            let done = |t: &&Transition| t.terminated || t.truncated;
-            let ends_once =
-                steps.last().is_some_and(done) && !steps.iter().take(n.saturating_sub(1)).any(done);
+            let contiguous = steps
+                .iter()
+                .enumerate()
+                .all(|(k, &i)| tr[i].t as usize == k);
+            let done = |&&i: &&usize| tr[i].terminated || tr[i].truncated;
+            let ends_once = steps.last().is_some_and(|i| done(&i))
+                && !steps.iter().take(n.saturating_sub(1)).any(|i| done(&i));
             if contiguous && ends_once {
-                returns.push(steps.iter().fold(0.0f64, |acc, t| acc + t.reward as f64));
+                out.push(steps);
             }
         }
-        returns
+        out
     }
 
     /// Mean of [`episode_returns`](Self::episode_returns), if any episode

@@ -179,3 +179,18 @@ pub fn bootstrap(
         upper: q(1.0 - alpha),
     }
 }
+
+/// The effective sample size `(Σ w_i)² / Σ w_i²` of the whole-episode
+/// weights `w_i = Π_t ρ_{i,t}`, divided by `n`: 1 when every episode
+/// counts as much, `1/n` when one episode carries all the weight (then no
+/// interval over episodes means anything).
+pub fn ess_fraction(eps: &[Episode]) -> f64 {
+    let logw: Vec<f64> = eps.iter().map(|e| e.log_ratio.iter().sum()).collect();
+    let max = logw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return 0.0;
+    }
+    let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
+    let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), x| (a + x, b + x * x));
+    s * s / s2 / eps.len() as f64
+}

@@ -203,6 +203,10 @@ pub fn steps(ex: Example) -> Vec<Step> {
                 &bin,
                 &[
                     os("finetune"),
+                    // The example checks the loop's mechanics; the gate is
+                    // measured elsewhere (docs/OFFPOLICY.md).
+                    os("--accept"),
+                    os("always"),
                     os("--checkpoint"),
                     run.clone().into(),
                     os("--logs"),

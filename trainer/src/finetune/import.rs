@@ -234,6 +234,18 @@ impl<'a> ImportCtx<'a> {
         }
     }
 
+    /// `x` normalized as the run's model sees it (the observation
+    /// normalization, if on).
+    pub fn normalized(&self, x: &[f32]) -> Vec<f32> {
+        self.norm(x)
+    }
+
+    /// The reward scaling's standard deviation (1 without scaling): a
+    /// critic's value times this is in reward units.
+    pub fn reward_std(&self) -> f64 {
+        self.reward_scale.map_or(1.0, |(s, _)| s as f64)
+    }
+
     fn norm(&self, x: &[f32]) -> Vec<f32> {
         let mut v = x.to_vec();
         if let Some((m, s, c)) = &self.obs_norm {
