@@ -17,6 +17,7 @@ mod curves;
 mod example;
 mod firmware;
 mod fuzz;
+mod gate_bench;
 mod loop_cmd;
 mod qemu;
 mod toolchain;
@@ -36,8 +37,12 @@ commands:
   bench-train [--seeds N] [--env NAME]...
                 train every plant over N seeds (default 5) and print the
                 benchmark table (steps, seconds, steps/s, int8 eval return)
+  gate [--seeds N]
+                what finetune's publication gate publishes: pendulum seeds
+                1..N (default 6) trained 30k and 100k steps, 100 logged
+                episodes each, true returns before and after
   curves [--seeds N] [--out FILE]
-                learning curves of reinforce, a2c and ppo on pendulum and
+                learning curves of reinforce, a2c, ppo and trpo on pendulum and
                 cartpole over N seeds (default 5): final int8 eval table and
                 one PNG (default docs/learning-curves.png)
   toolchain     show which toolchain builds for thumbv7em-none-eabihf, and why
@@ -141,6 +146,14 @@ fn run() -> Result<()> {
                 }
             }
             curves::run(&root, seeds, &out)
+        }
+        ["gate", rest @ ..] => {
+            let seeds = match rest {
+                [] => 6,
+                ["--seeds", n] => n.parse().context("--seeds")?,
+                other => bail!("gate: unknown arguments {other:?}\n\n{USAGE}"),
+            };
+            gate_bench::run(&root, seeds)
         }
         ["check-firmware"] => {
             let steps = ci::firmware_steps();
