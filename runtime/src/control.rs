@@ -34,7 +34,7 @@
 //! transition: its observation cannot be trusted (or the policy must not
 //! act), and the safe action did not come from the policy, so an
 //! off-policy learner must not see it. The first tick of each fault is
-//! logged as an [`Event`](crate::log::Event) (code, tick, element, value);
+//! logged as an [`Event`] frame (code, tick, element, value);
 //! a fault that lasts is not logged again. The tick still is a step of
 //! the episode: `t` advances (the gap in `t` tells a learner that the next
 //! observation does not follow from the previous action), the reward

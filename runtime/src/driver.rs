@@ -30,7 +30,7 @@
 //!   none; [`run_with`] takes one.
 //!
 //! **Self-test.** Before the first episode the driver runs the blob's
-//! self-test vectors ([`selftest`](crate::selftest)) and logs the result.
+//! self-test vectors ([`selftest`]) and logs the result.
 //! If it failed, the loop applies only the safe action for the whole run
 //! (the ticks are counted, the first logs an `Event`).
 //!
