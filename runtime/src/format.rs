@@ -287,6 +287,16 @@ pub fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
 }
 
+/// The first `N` little-endian f32 values of `bytes`, zeros after its
+/// end (for byte strings whose length `Blob::parse` checked).
+pub(crate) fn f32_array<const N: usize>(bytes: &[u8]) -> [f32; N] {
+    let mut out = [0.0; N];
+    for (o, v) in out.iter_mut().zip(f32s(bytes)) {
+        *o = v;
+    }
+    out
+}
+
 /// Element `j` of a little-endian f32 byte string, if it has one.
 fn f32_at(bytes: &[u8], j: usize) -> Option<f32> {
     let b = bytes.get(4 * j..4 * j + 4)?;

@@ -19,7 +19,9 @@
 use rand_core::RngCore;
 
 use crate::error::{ActError, Field, FormatError};
-use crate::format::{f32s, Activation, Blob, Encoding, Layer, MAX_LAYERS, MAX_WIDTH};
+use crate::format::{
+    f32_array as fill, f32s, Activation, Blob, Encoding, Layer, MAX_LAYERS, MAX_WIDTH,
+};
 use crate::gaussian;
 use crate::history::{self, ActionHistory, HistoryView, MAX_HISTORY};
 use crate::kernels::{self, QVec};
@@ -59,14 +61,6 @@ pub struct Policy<'a, const OBS: usize, const ACT: usize, const HID: usize> {
     history: Option<HistoryView<'a>>,
     safety: Option<SafetyView<'a>>,
     self_test: Option<SelfTestView<'a>>,
-}
-
-fn fill<const N: usize>(bytes: &[u8]) -> [f32; N] {
-    let mut out = [0.0; N];
-    for (o, v) in out.iter_mut().zip(f32s(bytes)) {
-        *o = v;
-    }
-    out
 }
 
 #[inline]

@@ -47,7 +47,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Field, FormatError};
-use crate::format::{check_f32s, f32s, F32Bytes, MAX_ABS_VALUE};
+use crate::format::{check_f32s, f32_array, f32s, F32Bytes, MAX_ABS_VALUE};
 
 /// The tag of the safety record (required: `0x00–0x7F`).
 pub const TAG: u8 = 0x01;
@@ -219,19 +219,12 @@ impl<const OBS: usize, const ACT: usize> Limits<OBS, ACT> {
 
     /// The limits of a checked record.
     pub fn from_view(v: &SafetyView<'_>) -> Self {
-        fn fill<const N: usize>(bytes: &[u8]) -> [f32; N] {
-            let mut out = [0.0; N];
-            for (o, v) in out.iter_mut().zip(f32s(bytes)) {
-                *o = v;
-            }
-            out
-        }
         Limits {
-            action_low: fill(v.action_low),
-            action_high: fill(v.action_high),
-            max_delta: fill(v.max_delta),
-            obs_low: fill(v.obs_low),
-            obs_high: fill(v.obs_high),
+            action_low: f32_array(v.action_low),
+            action_high: f32_array(v.action_high),
+            max_delta: f32_array(v.max_delta),
+            obs_low: f32_array(v.obs_low),
+            obs_high: f32_array(v.obs_high),
             stuck_ticks: v.stuck_ticks,
         }
     }

@@ -32,7 +32,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Field, FormatError};
-use crate::format::{check_f32s, f32s, F32Bytes};
+use crate::format::{check_f32s, f32_array, f32s, F32Bytes};
 use crate::history::ActionHistory;
 use crate::policy::Policy;
 
@@ -173,10 +173,7 @@ pub fn run<const OBS: usize, const ACT: usize, const HID: usize>(
     };
     let (obs, mean) = (v.obs.chunks_exact(4 * OBS), v.mean.chunks_exact(4 * ACT));
     for (i, (o, m)) in obs.zip(mean).enumerate() {
-        let mut x = [0.0f32; OBS];
-        for (x, v) in x.iter_mut().zip(f32s(o)) {
-            *x = v;
-        }
+        let x: [f32; OBS] = f32_array(o);
         let err = match policy.mean_with(&x, &history) {
             Ok(mu) => mu
                 .iter()
