@@ -66,6 +66,7 @@ use crate::error::ActError;
 use crate::gaussian;
 use crate::history::ActionHistory;
 use crate::log::{event, Entry, EpisodeEnd, Event, Logger, Record, SafetyTotals, Totals};
+use crate::math::{self, Sum};
 use crate::policy::{Policy, Step};
 use crate::safety::{Guard, Verdict};
 use crate::selftest::SelfTestReport;
@@ -223,8 +224,14 @@ pub struct LoopStats {
     /// Episodes completed.
     pub episodes: u32,
     /// Sum of the returns of completed episodes. Every tick's reward
-    /// counts, fault ticks included: it is what the plant earned.
+    /// counts, fault ticks included: it is what the plant earned. Summed
+    /// in f32 with compensation ([`math::Sum`]: each episode's rewards,
+    /// then the episodes), so within about one f32 rounding of the exact
+    /// sum; f64 only to keep the `End` frame's field.
     pub return_sum: f64,
+    /// The same sum as summed, in f32 ([`return_sum`](Self::return_sum)
+    /// is it widened).
+    pub return_sum_f32: f32,
     /// Ticks with a non-finite observation.
     pub nonfinite_obs: u32,
     /// Ticks whose sensor read failed.
@@ -261,7 +268,10 @@ pub struct ControlLoop<'p, 'b, const OBS: usize, const ACT: usize, const HID: us
     last_fault: Option<u8>,
     episode: u32,
     t: u32,
-    episode_return: f64,
+    episode_return: Sum,
+    /// The completed episodes' returns ([`LoopStats::return_sum`] is this,
+    /// widened).
+    return_total: Sum,
     stats: LoopStats,
 }
 
@@ -289,7 +299,8 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
             last_fault: None,
             episode: 0,
             t: 0,
-            episode_return: 0.0,
+            episode_return: Sum::ZERO,
+            return_total: Sum::ZERO,
             stats: LoopStats::default(),
         }
     }
@@ -486,7 +497,7 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
                 _ => self.safe,
             });
         }
-        self.episode_return += outcome.reward as f64;
+        self.episode_return.add(outcome.reward);
 
         // The event of this tick, if a fault starts on it (a fault that
         // lasts is logged once, at its first tick).
@@ -548,8 +559,10 @@ impl<'p, 'b, const OBS: usize, const ACT: usize, const HID: usize>
                 let _ = log.push(Entry::EpisodeEnd(end));
             }
             inc(&mut self.stats.episodes);
-            self.stats.return_sum += self.episode_return;
-            self.episode_return = 0.0;
+            self.return_total.add(self.episode_return.value());
+            self.stats.return_sum_f32 = self.return_total.value();
+            self.stats.return_sum = math::widen(self.stats.return_sum_f32);
+            self.episode_return = Sum::ZERO;
             self.episode = self.episode.saturating_add(1);
             self.t = 0;
             self.history.reset(self.safe);

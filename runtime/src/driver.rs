@@ -104,7 +104,7 @@ pub struct RunStats {
     pub dropped: u32,
     /// Mean episode return, `return_sum / episodes` (0 without episodes).
     pub mean_return: f32,
-    /// Sum of the episode returns (f64).
+    /// Sum of the episode returns ([`LoopStats::return_sum`]).
     pub return_sum: f64,
     /// Ticks with a non-finite observation (the safe action was applied).
     pub nonfinite_obs: u32,
@@ -133,7 +133,7 @@ impl RunStats {
             mean_return: if s.episodes == 0 {
                 0.0
             } else {
-                (s.return_sum / s.episodes as f64) as f32
+                s.return_sum_f32 / s.episodes as f32
             },
             return_sum: s.return_sum,
             nonfinite_obs: s.nonfinite_obs,

@@ -14,6 +14,12 @@
 //!   to 8 bits instead, from a table: `kernels::tanh_q`.)
 //! - [`sincos_turns`]: the Box–Muller angle, exact argument reduction.
 //! - [`sqrt`]: IEEE square root (the FPU's `VSQRT` on the device).
+//! - [`fmod`]: the exact f32 remainder in 32-bit integers (the pendulum's
+//!   angle wrap); `libm::fmodf` links 64-bit division.
+//! - [`Sum`] and [`widen`]: the run's return total without f64 arithmetic
+//!   (a compensated f32 sum, widened to f64 bit by bit for the `End`
+//!   frame's f64 field), so no device binary links the f64 soft-float
+//!   routines (`__adddf3`, `__aeabi_f2d`…).
 
 /// `tanh` by a [13/6] rational minimax approximation on `[−c, c]`,
 /// `c = 7.905311` (the coefficients Eigen uses for f32,
@@ -152,4 +158,146 @@ mod vsqrt {
         // AAPCS-VFP calling convention that `extern "C"` uses on this target.
         unsafe { tinyppo_vsqrt(x) }
     }
+}
+
+/// A running sum of f32 values with Neumaier's compensation (the improved
+/// Kahan–Babuška summation), in f32 arithmetic only: `hi` is the rounded
+/// sum, `lo` collects each addition's rounding error exactly (`TwoSum`
+/// in the order of magnitudes), so [`value`](Self::value) is within about
+/// one f32 rounding of the exact sum of everything added, whatever the
+/// count, where a plain f32 sum drifts by one rounding per addition. The
+/// control loop sums rewards with it (the M4F's FPU has no f64: an f64
+/// accumulator costs ≈ 3 KB of soft-float code and ≈ 60 instructions per
+/// addition).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Sum {
+    hi: f32,
+    lo: f32,
+}
+
+impl Sum {
+    /// The empty sum, 0.
+    pub const ZERO: Sum = Sum { hi: 0.0, lo: 0.0 };
+
+    /// Adds `x`.
+    #[inline]
+    pub fn add(&mut self, x: f32) {
+        let t = self.hi + x;
+        // The rounding error of `hi + x`, exact when |a| ≥ |b| (Dekker).
+        self.lo += if self.hi.abs() >= x.abs() {
+            (self.hi - t) + x
+        } else {
+            (x - t) + self.hi
+        };
+        self.hi = t;
+    }
+
+    /// The sum, rounded to f32.
+    #[inline]
+    pub fn value(&self) -> f32 {
+        self.hi + self.lo
+    }
+}
+
+/// `x as f64`, exactly, with integer operations only (on the M4F, `as f64`
+/// calls the soft-float `__aeabi_f2d`). Every f32 is an f64: zeros, normals,
+/// subnormals (normalized), infinities and NaNs (payload kept, made
+/// quiet) map to the same value, which the tests check against `as f64`.
+pub fn widen(x: f32) -> f64 {
+    let b = x.to_bits();
+    let sign = u64::from(b >> 31) << 63;
+    let exp = (b >> 23) & 0xFF;
+    let man = u64::from(b & 0x7F_FFFF);
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // value = man · 2^−149, man < 2^23: normalize on its top bit p.
+            let p = 63 - man.leading_zeros() as u64;
+            let e = 1023 - 149 + p;
+            sign | e << 52 | (man << (52 - p)) & ((1 << 52) - 1)
+        }
+        // Infinity; a NaN keeps its payload and comes out quiet, as an
+        // IEEE conversion (and `as f64`) makes it.
+        0xFF if man == 0 => sign | 0x7FF << 52,
+        0xFF => sign | 0x7FF << 52 | 1 << 51 | man << 29,
+        _ => sign | (u64::from(exp) + 1023 - 127) << 52 | man << 29,
+    };
+    f64::from_bits(bits)
+}
+
+/// `fmodf(x, y)`: `x − n·y` with `n = trunc(x/y)`, exactly (the result is
+/// always representable, so every correct implementation gives the same
+/// bits), with the sign of `x`. musl's algorithm (`src/math/fmodf.c`, MIT):
+/// the significands aligned in `u32`, then one shift-and-subtract per
+/// binade of `x/y`. The `libm` crate's `fmodf` gives the same values
+/// (tested bit for bit) but divides in 64 bits, which a Cortex-M4 does in
+/// a 900-byte library routine. NaN for `y = 0`, a NaN, or an infinite `x`.
+pub fn fmod(x: f32, y: f32) -> f32 {
+    let (mut uxi, mut uyi) = (x.to_bits(), y.to_bits());
+    let mut ex = ((uxi >> 23) & 0xFF) as i32;
+    let mut ey = ((uyi >> 23) & 0xFF) as i32;
+    let sx = uxi & 0x8000_0000;
+    if uyi << 1 == 0 || y.is_nan() || ex == 0xFF {
+        return f32::NAN;
+    }
+    if uxi << 1 <= uyi << 1 {
+        if uxi << 1 == uyi << 1 {
+            return 0.0 * x;
+        }
+        return x;
+    }
+    // Normalize the significands (a subnormal's exponent goes below 1).
+    if ex == 0 {
+        let mut i = uxi << 9;
+        while i >> 31 == 0 {
+            ex -= 1;
+            i <<= 1;
+        }
+        uxi <<= (1 - ex) as u32;
+    } else {
+        uxi &= u32::MAX >> 9;
+        uxi |= 1 << 23;
+    }
+    if ey == 0 {
+        let mut i = uyi << 9;
+        while i >> 31 == 0 {
+            ey -= 1;
+            i <<= 1;
+        }
+        uyi <<= (1 - ey) as u32;
+    } else {
+        uyi &= u32::MAX >> 9;
+        uyi |= 1 << 23;
+    }
+    // x mod y, one binade at a time.
+    while ex > ey {
+        let i = uxi.wrapping_sub(uyi);
+        if i >> 31 == 0 {
+            if i == 0 {
+                return 0.0 * x;
+            }
+            uxi = i;
+        }
+        uxi <<= 1;
+        ex -= 1;
+    }
+    let i = uxi.wrapping_sub(uyi);
+    if i >> 31 == 0 {
+        if i == 0 {
+            return 0.0 * x;
+        }
+        uxi = i;
+    }
+    while uxi >> 23 == 0 {
+        uxi <<= 1;
+        ex -= 1;
+    }
+    // Scale the result back.
+    if ex > 0 {
+        uxi -= 1 << 23;
+        uxi |= (ex as u32) << 23;
+    } else {
+        uxi >>= (1 - ex) as u32;
+    }
+    f32::from_bits(uxi | sx)
 }

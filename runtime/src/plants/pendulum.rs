@@ -91,9 +91,10 @@ pub struct PendulumState {
 pub fn angle_normalize(x: f32) -> f32 {
     use core::f32::consts::PI;
     const TWO_PI: f32 = 2.0 * PI;
-    // libm::fmodf truncates (result has the sign of the dividend); Python's
-    // `%` floors (result has the sign of the divisor). Shift negatives up.
-    let mut r = libm::fmodf(x + PI, TWO_PI);
+    // fmod truncates (result has the sign of the dividend); Python's `%`
+    // floors (result has the sign of the divisor). Shift negatives up.
+    // `math::fmod` is `libm::fmodf` bit for bit, without 64-bit division.
+    let mut r = crate::math::fmod(x + PI, TWO_PI);
     if r < 0.0 {
         r += TWO_PI;
     }
