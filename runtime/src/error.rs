@@ -65,6 +65,43 @@ pub enum Field {
     SelfTestMean,
 }
 
+impl Field {
+    /// The field's number in a [`FormatError::code`]: the payload fields
+    /// 1–14 by their number, the layers' as `0x20 + n` (weights),
+    /// `0x30 + n` (scales), `0x40 + n` (bias) and `0x10 + n` (hidden
+    /// width), the records' from `0x50` (`docs/FORMAT.md`, "Error codes").
+    pub const fn code(self) -> u8 {
+        match self {
+            Field::ObsDim => 1,
+            Field::ActDim => 2,
+            Field::HiddenWidth(n) => 0x10 + (n & 0xF),
+            Field::ObsMean => 6,
+            Field::ObsInvStd => 7,
+            Field::ObsClip => 8,
+            Field::ActionLow => 9,
+            Field::ActionHigh => 10,
+            Field::LogStd => 11,
+            Field::Weights(n) => 0x20 + (n & 0xF),
+            Field::Scales(n) => 0x30 + (n & 0xF),
+            Field::Bias(n) => 0x40 + (n & 0xF),
+            Field::SafeAction => 14,
+            Field::HistoryLen => 0x50,
+            Field::HistoryMean => 0x51,
+            Field::HistoryInvStd => 0x52,
+            Field::HistoryWeights => 0x53,
+            Field::SafetyActionLow => 0x58,
+            Field::SafetyActionHigh => 0x59,
+            Field::SafetyMaxDelta => 0x5A,
+            Field::SafetyObsLow => 0x5B,
+            Field::SafetyObsHigh => 0x5C,
+            Field::SelfTestCount => 0x60,
+            Field::SelfTestTolerance => 0x61,
+            Field::SelfTestObs => 0x62,
+            Field::SelfTestMean => 0x63,
+        }
+    }
+}
+
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -307,6 +344,54 @@ impl fmt::Display for FormatError {
             ),
             Realism(e) => write!(f, "extension 0x80 (realism): {e}"),
         }
+    }
+}
+
+impl FormatError {
+    /// The error as one number, for a device that reports without
+    /// `core::fmt` (formatting pulls kilobytes of code into flash):
+    /// `kind << 24 | field << 16 | detail`, where `kind` is the variant's
+    /// position in this enum (1 = `Truncated` … 21 = `Realism`), `field`
+    /// is [`Field::code`] (0 without a field; for `Realism`, the realism
+    /// error's variant) and `detail` the element index, tag or found value
+    /// (saturated to 16 bits). The firmware prints it in hex; `tinyppo
+    /// inspect` on the same blob prints the message and the same code.
+    pub fn code(&self) -> u32 {
+        use FormatError::*;
+        let sat = |v: usize| v.min(0xFFFF) as u32;
+        let (kind, field, detail): (u32, u8, u32) = match *self {
+            Truncated { found, .. } => (1, 0, sat(found)),
+            BadMagic => (2, 0, 0),
+            UnsupportedVersion { found } => (3, 0, u32::from(found)),
+            TrailingBytes { found, .. } => (4, 0, sat(found)),
+            BadChecksum { .. } => (5, 0, 0),
+            PolicyIdMismatch { .. } => (6, 0, 0),
+            Malformed => (7, 0, 0),
+            ShapeMismatch { field, found, .. } => (8, field.code(), sat(found)),
+            LengthMismatch { field, found, .. } => (9, field.code(), sat(found)),
+            BadLayerCount { found } => (10, 0, sat(found)),
+            BadWidth { field, found, .. } => (11, field.code(), sat(found)),
+            UnknownActivation { found } => (12, 0, u32::from(found)),
+            UnknownEncoding { found } => (13, 0, u32::from(found)),
+            NonFinite { field, index } => (14, field.code(), sat(index)),
+            OutOfRange { field, index } => (15, field.code(), sat(index)),
+            BadScale { field, index } => (16, field.code(), sat(index)),
+            BadBounds { dim } => (17, 0, sat(dim)),
+            TooManyExtensions { found } => (18, 0, sat(found)),
+            ExtensionOrder { tag } => (19, 0, u32::from(tag)),
+            UnknownExtension { tag } => (20, 0, u32::from(tag)),
+            Realism(e) => {
+                use crate::realism::RealismError as R;
+                let (v, detail) = match e {
+                    R::Malformed => (1, 0),
+                    R::Length { found, .. } => (2, sat(found)),
+                    R::Invalid { index, .. } => (3, sat(index)),
+                    R::DelayTooLong { found, .. } => (4, found.min(0xFFFF)),
+                };
+                (21, v, detail)
+            }
+        };
+        kind << 24 | u32::from(field) << 16 | detail
     }
 }
 

@@ -8,6 +8,7 @@ mod golden_compat;
 mod runtime_format;
 mod runtime_gaussian;
 mod runtime_limits;
+mod runtime_nof64;
 mod runtime_props;
 mod runtime_quant;
 

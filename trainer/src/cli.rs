@@ -694,8 +694,13 @@ fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<()> {
 
 fn read_blob(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Blob::parse(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: invalid policy blob: {e}", path.display()))?;
+    Blob::parse(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: invalid policy blob: {e} (error code {:#010x}, as a device prints it)",
+            path.display(),
+            e.code()
+        )
+    })?;
     Ok(bytes)
 }
 
@@ -990,8 +995,13 @@ fn reencode(reg: &Registry, blob: &Path, env: &str, out: &Path) -> Result<()> {
 
 fn inspect(reg: &Registry, path: &Path, json: bool) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let b = Blob::parse(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: invalid policy blob: {e}", path.display()))?;
+    let b = Blob::parse(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: invalid policy blob: {e} (error code {:#010x}, as a device prints it)",
+            path.display(),
+            e.code()
+        )
+    })?;
     let f = |v: &[u8]| tinyppo_runtime::format::f32s(v).collect::<Vec<f32>>();
     let safe: Vec<f32> = b.safe_action().collect();
     let plant = reg.describe_code(b.plant);

@@ -22,15 +22,16 @@ use core::panic::PanicInfo;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use cortex_m_semihosting::heprintln;
 use tinyppo_runtime::log::{Logger, MAX_FRAME_LEN};
 use tinyppo_runtime::plants::Plant;
 use tinyppo_runtime::realism::{Realism, Realistic};
 use tinyppo_runtime::sim::{self, RunConfig};
 use tinyppo_runtime::{Blob, Policy};
+use ufmt::{uWrite, uwrite};
 
+use crate::exit::{self, Console, Hex, Hex64};
 use crate::pace::SysTickPace;
-use crate::{exit, stack};
+use crate::stack;
 
 const BASE: usize = 0x4000_4000;
 const DATA: *mut u32 = BASE as *mut u32;
@@ -83,8 +84,9 @@ impl Uart0 {
     }
 }
 
-impl core::fmt::Write for Uart0 {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+impl uWrite for Uart0 {
+    type Error = core::convert::Infallible;
+    fn write_str(&mut self, s: &str) -> Result<(), Self::Error> {
         self.write_all(s.as_bytes());
         Ok(())
     }
@@ -101,7 +103,7 @@ pub const INSTRUCTIONS_PER_TICK: u64 = 40;
 /// loaded): report it and exit with failure.
 #[panic_handler]
 fn panic(info: &PanicInfo) -> ! {
-    crate::exit::failure(format_args!("panic: {info}"))
+    exit::panic_failure(info)
 }
 
 /// How [`simulate`] spaces its ticks.
@@ -147,25 +149,35 @@ where
 {
     stack::paint();
     let Some(mut uart) = Uart0::take() else {
-        exit::failure(format_args!("UART0 taken twice"))
+        exit::failure("UART0 taken twice")
     };
     let policy = match Blob::parse(blob).and_then(|b| Policy::<OBS, ACT, HID>::from_blob(&b)) {
         Ok(p) => p,
         Err(e) => {
-            let mut msg: heapless::String<160> = heapless::String::new();
-            // A message longer than the buffer is cut, never a failure.
-            let _ = core::fmt::write(&mut msg, format_args!("policy blob refused: {e}\r\n"));
-            uart.write_all(msg.as_bytes());
-            exit::failure(format_args!("policy blob refused: {e}"))
+            // The code, not the message: `tinyppo inspect` on the blob
+            // prints both.
+            let code = Hex(e.code());
+            let _ = uwrite!(uart, "policy blob refused: error code {}\r\n", code);
+            exit::failure_with(|c| {
+                let _ = uwrite!(
+                    c,
+                    "policy blob refused: error code {} (`tinyppo inspect` on the blob says why)",
+                    code
+                );
+            })
         }
     };
     if let Some(c) = policy.plant_code() {
         if c != P::CODE {
-            exit::failure(format_args!(
-                "the policy was exported for plant code {c:#04x}; this firmware simulates {} ({:#04x})",
-                P::NAME,
-                P::CODE
-            ))
+            exit::failure_with(|w| {
+                let _ = uwrite!(
+                    w,
+                    "the policy was exported for plant code {}; this firmware simulates {} (code {})",
+                    c,
+                    P::NAME,
+                    P::CODE
+                );
+            })
         }
     }
     // The sensor and actuator effects the policy was trained with (the
@@ -186,7 +198,7 @@ where
         ),
         Pacing::SysTick => {
             let Some(mut cp) = cortex_m::Peripherals::take() else {
-                exit::failure(format_args!("core peripherals taken twice"))
+                exit::failure("core peripherals taken twice")
             };
             let mut pace = SysTickPace::start(&mut cp.SYST, CORE_HZ, P::DT);
             let st = sim::run_simulated_paced::<Realistic<P, OBS, ACT>, OBS, ACT, HID, LOG_CAP>(
@@ -196,30 +208,34 @@ where
         }
     };
     let hw = stack::high_water();
-    heprintln!(
-        "tinyppo-firmware: policy={:08x} plant={} episodes={} seed={} deterministic={} \
+    // Integers only: formatting an f32 (or a u64 in decimal) would pull
+    // float-printing code (or 64-bit division) into flash.
+    let _ = uwrite!(
+        Console::new(),
+        "tinyppo-firmware: policy={} plant={} episodes={} seed={} deterministic={} \
          transitions={} dropped={} frames={} log_bytes={} mean_return_milli={} late_ticks={} \
-         stack_high_water={} stack_saturated={} log_buffers={}",
-        policy.id(),
+         stack_high_water={} stack_saturated={} log_buffers={}\n",
+        Hex(policy.id()),
         P::NAME,
         stats.episodes,
-        cfg.seed,
+        Hex64(cfg.seed),
         cfg.deterministic,
         stats.transitions,
         stats.dropped,
         stats.frames,
         stats.bytes,
-        // Integer milli-units: formatting an f32 would pull ~14 KiB of
-        // float-printing code into flash.
-        (stats.mean_return * 1000.0) as i64,
+        // Saturating f32 → i32 (one VCVT).
+        (stats.mean_return * 1000.0) as i32,
         late,
         hw.bytes,
         hw.saturated,
         // The frame buffer and the queue live on the stack of the loop.
-        MAX_FRAME_LEN + core::mem::size_of::<Logger<OBS, ACT, LOG_CAP>>(),
+        (MAX_FRAME_LEN + core::mem::size_of::<Logger<OBS, ACT, LOG_CAP>>()) as u32,
     );
     if stats.dropped != 0 {
-        exit::failure(format_args!("{} log entries dropped", stats.dropped))
+        exit::failure_with(|c| {
+            let _ = uwrite!(c, "{} log entries dropped", stats.dropped);
+        })
     }
     exit::success()
 }

@@ -25,13 +25,15 @@ impl<'a> SysTickPace<'a> {
     /// Starts SysTick for a control period of `seconds` at a core clock of
     /// `core_hz`.
     pub fn start(syst: &'a mut SYST, core_hz: u32, seconds: f32) -> Self {
-        let cycles = (seconds * core_hz as f32).max(2.0) as u64;
-        let wraps = cycles.div_ceil(u64::from(timing::MAX_RELOAD) + 1).max(1);
+        // u32 arithmetic (u64 division links a 900-byte routine): a
+        // period saturates at 2³² cycles, 42.9 s at 100 MHz.
+        let cycles = (seconds * core_hz as f32).max(2.0) as u32;
+        let wraps = cycles.div_ceil(timing::MAX_RELOAD + 1).max(1);
         let reload = (cycles / wraps).saturating_sub(1).max(1);
-        timing::start(syst, u32::try_from(reload).unwrap_or(timing::MAX_RELOAD));
+        timing::start(syst, reload.min(timing::MAX_RELOAD));
         SysTickPace {
             syst,
-            wraps: u32::try_from(wraps).unwrap_or(u32::MAX),
+            wraps,
             late: 0,
         }
     }

@@ -187,7 +187,7 @@ pub fn set_panic_duty(duty: u16) {
 fn panic(info: &PanicInfo) -> ! {
     safe_pwm();
     if DCB::is_debugger_attached() {
-        crate::exit::failure(format_args!("panic: {info}"))
+        crate::exit::panic_failure(info)
     }
     loop {
         cortex_m::asm::wfi();

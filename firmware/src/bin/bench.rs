@@ -45,6 +45,15 @@ mod blobs {
     include!(concat!(env!("OUT_DIR"), "/bench_blobs.rs"));
 }
 
+/// Prints `error: {msg}` and exits with status 1. The bench alone formats
+/// with `core::fmt` (its accuracy table prints floats): it measures, it is
+/// never flashed, and the size and symbol checks skip it.
+fn fail(msg: core::fmt::Arguments) -> ! {
+    heprintln!("error: {}", msg);
+    cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_FAILURE);
+    exit::halt()
+}
+
 /// Calls per measurement.
 const N: usize = 1000;
 /// Calls per SysTick reading: ≤ 100 × 400k instructions = 40M, far below
@@ -110,7 +119,7 @@ fn bench_act<const OBS: usize, const ACT: usize, const HID: usize>(
 ) {
     let policy = match Policy::<OBS, ACT, HID>::from_bytes(blob) {
         Ok(p) => p,
-        Err(e) => exit::failure(format_args!("bench blob {name}: {e}")),
+        Err(e) => fail(format_args!("bench blob {name}: {e}")),
     };
     let obs: [[f32; OBS]; 16] = observations(scale);
     let mut r = rng::seeded(3);
@@ -128,7 +137,7 @@ fn bench_act<const OBS: usize, const ACT: usize, const HID: usize>(
 fn main() -> ! {
     stack::paint();
     let Some(mut cp) = cortex_m::Peripherals::take() else {
-        exit::failure(format_args!("core peripherals taken twice"))
+        fail(format_args!("core peripherals taken twice"))
     };
     timing::start(&mut cp.SYST, timing::MAX_RELOAD);
     let meter = Meter::new();
@@ -154,10 +163,10 @@ fn main() -> ! {
 /// the assembly kernel against a naive loop over many shapes.
 fn parts(meter: &Meter) {
     let Ok(blob) = tinyppo_runtime::Blob::parse(blobs::SMALL_INT8) else {
-        exit::failure(format_args!("bench blob small int8"))
+        fail(format_args!("bench blob small int8"))
     };
     let Some(layer) = blob.layers().nth(1) else {
-        exit::failure(format_args!("bench blob has no second layer"))
+        fail(format_args!("bench blob has no second layer"))
     };
     let x: [[f32; 64]; 4] = observations(0.9);
     let seed_only = meter.per_call(|j| {
@@ -257,7 +266,7 @@ fn tanh_q_check() {
     let mut check = |y: f32| {
         let (got, want) = (kernels::tanh_q(y), kernels::tanh_q_portable(y));
         if got != want {
-            exit::failure(format_args!("tanh_q({y:e}) = {got}, portable {want}"));
+            fail(format_args!("tanh_q({y:e}) = {got}, portable {want}"));
         }
         checked += 1;
     };
@@ -320,7 +329,7 @@ fn kernel_shapes() {
                         want += i32::from(w[i * cols + c] as i8) * i32::from(q.get(c, cols));
                     }
                     if a != want {
-                        exit::failure(format_args!(
+                        fail(format_args!(
                             "matvec_i8 {rows}x{cols} (offset {off}) row {i}: {a} != {want}"
                         ));
                     }
@@ -339,7 +348,7 @@ fn kernel_shapes() {
 /// one plant step (the simulated stand-in for sensors and actuator).
 fn control_tick(meter: &Meter) {
     let Ok(policy) = Policy::<3, 1, 64>::from_bytes(POLICY_BLOB) else {
-        exit::failure(format_args!("embedded policy refused"))
+        fail(format_args!("embedded policy refused"))
     };
     let mut plant = Pendulum::new();
     let mut r = rng::seeded(1);
@@ -365,7 +374,7 @@ fn control_tick(meter: &Meter) {
     // (1000 ticks) with the log frames written to UART0 (QEMU discards
     // them here), timed as one run (≈ 60M instructions, below one wrap).
     let Some(mut uart) = Uart0::take() else {
-        exit::failure(format_args!("UART0 taken twice"))
+        fail(format_args!("UART0 taken twice"))
     };
     let cfg = RunConfig {
         episodes: 5,

@@ -31,8 +31,8 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::heprintln;
 use embedded_hal::pwm::SetDutyCycle;
+use tinyppo_boards::exit::{Console, Hex};
 use tinyppo_boards::pace::SysTickPace;
 use tinyppo_boards::{exit, stack, stm32f411};
 use tinyppo_runtime::control::{Actuator, Io, Outcome, RewardSource, Sensor};
@@ -41,6 +41,7 @@ use tinyppo_runtime::driver::Watchdog as _;
 use tinyppo_runtime::hal::{ByteOrder, I2cSensor, PwmActuator};
 use tinyppo_runtime::plants::{code, Pendulum, Plant};
 use tinyppo_runtime::Policy;
+use ufmt::uwrite;
 
 tinyppo_boards::embed_policy!();
 
@@ -62,25 +63,36 @@ const _: () = assert!(
 );
 
 /// `[cos θ, sin θ, θ̇]` from an angle sensor; θ̇ by differencing over `DT`,
-/// clipped to the plant's ±8 rad/s.
+/// clipped to the plant's ±8 rad/s. In f32 and integers only: the angle
+/// becomes turns in units of 2⁻²⁴, so the sine and cosine are
+/// `math::sincos_turns` and the wrapped difference is a 24-bit integer
+/// subtraction (libm's `sinf`/`cosf` evaluate in f64, which the M4F
+/// emulates in software: ≈ 1,250 instructions and 5 KB of flash for the
+/// pair; `fmodf` links 64-bit division).
 struct PendulumSensor<S> {
     angle: S,
-    prev: Option<f32>,
+    prev: Option<i32>,
 }
+
+/// One turn in the units of [`PendulumSensor`]'s angle.
+const TURN: f32 = 16_777_216.0;
 
 impl<S: Sensor<1>> Sensor<3> for PendulumSensor<S> {
     type Error = S::Error;
     fn read(&mut self) -> Result<[f32; 3], S::Error> {
         let [theta] = self.angle.read()?;
+        let k = (theta * (TURN / core::f32::consts::TAU)) as i32;
         let omega = match self.prev {
             Some(p) => {
-                let d = tinyppo_runtime::plants::pendulum::angle_normalize(theta - p);
-                (d / DT).clamp(-8.0, 8.0)
+                // The difference modulo one turn, in [−½, ½) turn.
+                let d = (k.wrapping_sub(p) << 8) >> 8;
+                (d as f32 * (core::f32::consts::TAU / TURN) / DT).clamp(-8.0, 8.0)
             }
             None => 0.0,
         };
-        self.prev = Some(theta);
-        Ok([libm::cosf(theta), libm::sinf(theta), omega])
+        self.prev = Some(k);
+        let (sin, cos) = tinyppo_runtime::math::sincos_turns(k as u32);
+        Ok([cos, sin, omega])
     }
 }
 
@@ -119,9 +131,11 @@ const WATCHDOG_MS: u32 = (4.0 * DT * 1000.0) as u32;
 /// Reports a setup failure: through semihosting with a debugger attached,
 /// else by holding the actuator in its safe state (a semihosting call
 /// without a debugger faults).
-fn setup_failed(msg: core::fmt::Arguments) -> ! {
+fn setup_failed(what: &str, code: u32) -> ! {
     if cortex_m::peripheral::DCB::is_debugger_attached() {
-        exit::failure(msg)
+        exit::failure_with(|c| {
+            let _ = uwrite!(c, "{}: error code {}", what, Hex(code));
+        })
     }
     exit::halt()
 }
@@ -131,7 +145,7 @@ fn main() -> ! {
     stack::paint();
     let mut board = match stm32f411::take() {
         Ok(b) => b,
-        Err(e) => setup_failed(format_args!("board setup failed: {e:?}")),
+        Err(e) => setup_failed("board setup failed", e as u32),
     };
     // Zero torque (the H-bridge's 50 % duty) until the policy says what is
     // safe, in the panic handler too.
@@ -139,7 +153,8 @@ fn main() -> ! {
     stm32f411::set_panic_duty(board.pwm.max_duty_cycle() / 2);
     let policy = match Policy::<3, 1, HID>::from_bytes(POLICY_BLOB) {
         Ok(p) => p,
-        Err(e) => setup_failed(format_args!("policy blob refused: {e}")),
+        // `tinyppo inspect` on the blob prints the message for the code.
+        Err(e) => setup_failed("policy blob refused", e.code()),
     };
     let angle = I2cSensor::<_, 1>::new(
         board.i2c,
@@ -180,10 +195,11 @@ fn main() -> ! {
         }
     }
     let hw = stack::high_water();
-    heprintln!(
-        "tinyppo-board: policy={:08x} episodes={} transitions={} dropped={} late_ticks={} \
-         uart_timeouts={} i2c_timeouts={} e-stop_ticks={} self_test={} stack_high_water={}",
-        policy.id(),
+    let _ = uwrite!(
+        Console::new(),
+        "tinyppo-board: policy={} episodes={} transitions={} dropped={} late_ticks={} \
+         uart_timeouts={} i2c_timeouts={} e-stop_ticks={} self_test={} stack_high_water={}\n",
+        Hex(policy.id()),
         stats.episodes,
         stats.transitions,
         stats.dropped,
