@@ -124,8 +124,13 @@ pub fn firmware_steps() -> Vec<Step> {
     let elf: Rc<RefCell<Option<PathBuf>>> = Rc::default();
     let elf_out = Rc::clone(&elf);
     let elf_pty = Rc::clone(&elf);
+    let elf_sizes = Rc::clone(&elf);
+    let board_elf: Rc<RefCell<Option<PathBuf>>> = Rc::default();
+    let board_elf_out = Rc::clone(&board_elf);
+    let [qemu_device, board_device] = crate::sizes::devices();
     vec![
         build_step("firmware: build", device_build(), Some(elf_out)),
+        size_step(qemu_device, elf_sizes),
         Step::new("firmware: QEMU run (3 episodes, seed 1)", move |ctx| {
             let elf = elf
                 .borrow()
@@ -197,14 +202,10 @@ pub fn firmware_steps() -> Vec<Step> {
         ),
         build_step(
             "firmware: build board-f411 (STM32F411)",
-            Build {
-                bin: Some(firmware::BOARD_BIN.into()),
-                features: vec![firmware::BOARD_FEATURE],
-                no_default_features: true,
-                ..device_build()
-            },
-            None,
+            board_device.build(),
+            Some(board_elf_out),
         ),
+        size_step(board_device, board_elf),
         build_step(
             "firmware: build bench",
             Build {
@@ -352,6 +353,23 @@ fn build_step(
         }
         Ok(())
     })
+}
+
+/// The golden size file and the symbol check of a device binary built by
+/// an earlier step (`cargo xtask sizes`).
+fn size_step(d: crate::sizes::Device, elf: Rc<RefCell<Option<PathBuf>>>) -> Step {
+    Step::new(
+        format!("firmware: size file and symbols ({})", d.name),
+        move |ctx| {
+            let path = elf
+                .borrow()
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("{} was not built", d.name))?;
+            let root = ctx.root.clone();
+            let rustc = ctx.toolchain()?.rustc_version.clone();
+            crate::sizes::check(&root, &d, &path, &rustc)
+        },
+    )
 }
 
 /// Runs `elf` under QEMU (60 s at most), UART0 into `out`.

@@ -78,7 +78,7 @@ pub struct Built {
 
 /// `size` (Berkeley format) of an ELF: flash = text + data, static RAM =
 /// data + bss.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
     pub text: u64,
     pub data: u64,
@@ -192,49 +192,10 @@ pub fn build(root: &Path, tc: &Toolchain, b: &Build) -> Result<Built> {
     Ok(Built { elf, sizes })
 }
 
-/// Runs `arm-none-eabi-size` (else binutils' `size`, which also reads ARM
-/// ELF files) on `elf`.
+/// The Berkeley section sizes of `elf` (what `size` prints), read from
+/// its section headers.
 pub fn sizes(elf: &Path) -> Result<Sizes> {
-    let mut last_err = None;
-    for tool in ["arm-none-eabi-size", "size"] {
-        let out = match Command::new(tool).arg(elf).output() {
-            Ok(o) => o,
-            Err(e) => {
-                last_err = Some(format!("`{tool}`: {e}"));
-                continue;
-            }
-        };
-        if !out.status.success() {
-            last_err = Some(format!(
-                "`{tool} {}` failed: {}",
-                elf.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-            continue;
-        }
-        return parse_size(&String::from_utf8_lossy(&out.stdout))
-            .with_context(|| format!("output of `{tool} {}`", elf.display()));
-    }
-    bail!(
-        "{} (install binutils-arm-none-eabi or binutils)",
-        last_err.unwrap_or_default()
-    )
-}
-
-/// Parses the Berkeley output of `size`: a header line, then
-/// `text data bss dec hex filename`.
-fn parse_size(out: &str) -> Result<Sizes> {
-    let line = out.lines().nth(1).context("no data line")?;
-    let nums: Vec<u64> = line
-        .split_whitespace()
-        .take(3)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("unexpected line {line:?}"))?;
-    match nums[..] {
-        [text, data, bss] => Ok(Sizes { text, data, bss }),
-        _ => bail!("unexpected line {line:?}"),
-    }
+    Ok(crate::elf::Elf::load(elf)?.sizes)
 }
 
 /// `--firmware DIR`: the build of a user's firmware directory (its
@@ -272,7 +233,8 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
                 other => bail!("--board: only `f411` (STM32F411CEU6) is known, not {other:?}"),
             },
             "--env" => bail!(
-                "firmware: --env is gone: the blob names its plant (export it with this                  tinyppo; `tinyppo export --blob OLD --env NAME --out NEW` upgrades an old one)"
+                "firmware: --env is gone: the blob names its plant (export it with this \
+                 tinyppo; `tinyppo export --blob OLD --env NAME --out NEW` upgrades an old one)"
             ),
             other => bail!("firmware: unknown argument `{other}`"),
         }
@@ -299,24 +261,4 @@ pub fn print_sizes(s: &Sizes) {
         s.bss,
         s.static_ram()
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_berkeley_size_output() {
-        let out = "   text\t   data\t    bss\t    dec\t    hex\tfilename\n  41324\t      0\t     16\t  41340\t   a17c\tfw\n";
-        let s = parse_size(out).unwrap();
-        assert_eq!((s.text, s.data, s.bss), (41324, 0, 16));
-        assert_eq!(s.flash(), 41324);
-        assert_eq!(s.static_ram(), 16);
-    }
-
-    #[test]
-    fn refuses_garbage() {
-        assert!(parse_size("text data bss\nx y z\n").is_err());
-        assert!(parse_size("").is_err());
-    }
 }

@@ -14,12 +14,14 @@ mod bench_train;
 mod ci;
 mod cmd;
 mod curves;
+mod elf;
 mod example;
 mod firmware;
 mod fuzz;
 mod gate_bench;
 mod loop_cmd;
 mod qemu;
+mod sizes;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -57,7 +59,12 @@ commands:
   check-firmware
                 only the firmware steps of ci: device builds, the QEMU run
                 and its comparison with `tinyppo simulate`
-  bench-mcu     instruction counts of act(), the device math table, firmware
+  sizes [--bless]
+                the device binaries' size files (firmware/sizes/) and symbol
+                check (no f64 soft-float, float formatting or 64-bit division);
+                --bless rewrites the files
+  bench-mcu [--json]
+                instruction counts of act(), the device math table, firmware
                 size and RAM high-water, under QEMU -icount
   loop …        the off-policy loop benchmark (see below)
   bench-robust …
@@ -162,6 +169,7 @@ fn run() -> Result<()> {
         ["firmware", rest @ ..] => firmware::run(&root, rest),
         ["qemu", rest @ ..] => qemu::cli(&root, rest),
         ["bench-mcu", rest @ ..] => bench_mcu::run(&root, rest),
+        ["sizes", rest @ ..] => sizes::run(&root, rest),
         ["fuzz", rest @ ..] => fuzz::run(&root, &fuzz::Opts::parse(rest)?),
         ["bench-robust", rest @ ..] => bench_robust::run(&root, &bench_robust::Opts::parse(rest)?),
         ["loop", rest @ ..] => loop_cmd::run(&root, &loop_cmd::LoopOpts::parse(rest)?),
