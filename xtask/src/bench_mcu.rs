@@ -22,25 +22,62 @@ use crate::firmware::{self, Build, Sizes};
 use crate::qemu;
 use crate::toolchain::Toolchain;
 
-/// `act()` budget of the int8 3-64-64-1 policy (instructions).
-const ACT_TARGET: u64 = 12_000;
-/// Flash budget with policy and plant (bytes).
-const FLASH_TARGET: u64 = 48 * 1024;
-/// Static RAM + stack budget, log buffers excluded (bytes).
-const RAM_TARGET: u64 = 8 * 1024;
+/// Issue 13's targets: `act()` of the int8 3-64-64-1 policy, instructions
+/// per MAC of a 64×64 int8 hidden layer (bias, tanh and requantization
+/// included), `act()` of the int8 32-256-256-8 policy, the control tick
+/// with logging (instructions), flash of the QEMU pendulum firmware with
+/// its blob, and static RAM + stack with the log buffers excluded (bytes).
+const ACT_TARGET: u64 = 7_000;
+const LAYER_TARGET: f64 = 1.4;
+const LARGE_TARGET: u64 = 110_000;
+const TICK_TARGET: u64 = 10_000;
+const FLASH_TARGET: u64 = 24 * 1024;
+const RAM_TARGET: u64 = 2 * 1024;
+
+/// Options of `cargo xtask bench-mcu`.
+#[derive(Debug, Default)]
+struct Opts {
+    json: bool,
+    opt_level: Option<String>,
+}
+
+impl Opts {
+    fn parse(args: &[&str]) -> Result<Opts> {
+        let mut o = Opts::default();
+        let mut it = args.iter();
+        while let Some(&a) = it.next() {
+            match a {
+                "--json" => o.json = true,
+                "--opt-level" => {
+                    let v = it
+                        .next()
+                        .context("--opt-level needs a value (s, z, 2 or 3)")?;
+                    if !matches!(*v, "0" | "1" | "2" | "3" | "s" | "z") {
+                        bail!("--opt-level: expected 0, 1, 2, 3, s or z, not {v:?}");
+                    }
+                    o.opt_level = Some((*v).to_owned());
+                }
+                other => bail!(
+                    "bench-mcu: unknown argument `{other}` (expected --json, --opt-level LEVEL)"
+                ),
+            }
+        }
+        Ok(o)
+    }
+}
 
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {
-    if let Some(a) = args.first() {
-        bail!("bench-mcu: unknown argument `{a}`");
-    }
+    let opts = Opts::parse(args)?;
     qemu::check_installed()?;
     let tc = Toolchain::detect(root)?;
-    println!("toolchain: {} ({})", tc.name(), tc.rustc_version);
-
-    let fw = firmware::build(root, &tc, &Build::default())?;
-    let sizes = fw
-        .sizes
-        .context("bench-mcu needs section sizes: install binutils-arm-none-eabi")?;
+    let opt = |b: Build| Build {
+        opt_level: opts.opt_level.clone(),
+        ..b
+    };
+    let fw = firmware::build(root, &tc, &opt(Build::default()))?;
+    let sizes = fw.sizes.context("no section sizes of the firmware ELF")?;
+    let board = firmware::build(root, &tc, &opt(crate::sizes::devices()[1].build()))?;
+    let board_sizes = board.sizes.context("no section sizes of the board ELF")?;
     let fw_run = qemu::run(&qemu::Run {
         elf: fw.elf.clone(),
         serial: None,
@@ -52,11 +89,11 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     let bench = firmware::build(
         root,
         &tc,
-        &Build {
+        &opt(Build {
             bin: Some(firmware::BENCH_BIN.into()),
             features: vec!["bench"],
             ..Build::default()
-        },
+        }),
     )?;
     let out = qemu::run(&qemu::Run {
         elf: bench.elf,
@@ -65,9 +102,97 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
         timeout: Duration::from_secs(600),
     })?;
     let results = Results::parse(&out.console)?;
-
-    print_tables(&results, &sizes, &summary);
+    let m = Measured::new(&results, &sizes, &board_sizes, &summary)?;
+    let level = opts
+        .opt_level
+        .as_deref()
+        .unwrap_or("the firmware's own (\"s\")");
+    if opts.json {
+        println!("{}", m.json(&tc, opts.opt_level.as_deref()));
+    } else {
+        println!(
+            "toolchain: {} ({}), opt-level {level}",
+            tc.name(),
+            tc.rustc_version
+        );
+        print_tables(&results, &m, &summary);
+    }
     Ok(())
+}
+
+/// The headline figures, for the targets table and `--json`.
+struct Measured {
+    act_small: u64,
+    mean_small: u64,
+    layer: u64,
+    layer_macs: u64,
+    act_large: u64,
+    tick_no_log: u64,
+    tick_with_log: u64,
+    flash: u64,
+    board_flash: u64,
+    static_ram: u64,
+    stack: u64,
+    log_buffers: u64,
+}
+
+impl Measured {
+    fn new(r: &Results, fw: &Sizes, board: &Sizes, s: &FirmwareSummary) -> Result<Measured> {
+        let get =
+            |v: Option<u64>, what: &str| v.with_context(|| format!("the bench printed no {what}"));
+        let find = |list: &[(String, u64)], prefix: &str| {
+            list.iter()
+                .find(|(n, _)| n.starts_with(prefix))
+                .map(|(_, v)| *v)
+        };
+        let (layer_macs, layer) = r.layer.context("the bench printed no 64x64 layer")?;
+        Ok(Measured {
+            act_small: get(r.act("3-64-64-1 int8"), "3-64-64-1 int8 act")?,
+            mean_small: get(
+                find(&r.parts, "3-64-64-1 int8 mean()"),
+                "3-64-64-1 int8 mean",
+            )?,
+            layer,
+            layer_macs,
+            act_large: get(r.act("32-256-256-8 int8"), "32-256-256-8 int8 act")?,
+            tick_no_log: get(find(&r.act, "control tick: pendulum"), "tick without log")?,
+            tick_with_log: get(find(&r.act, "control tick: run_simulated"), "tick with log")?,
+            flash: fw.flash(),
+            board_flash: board.flash(),
+            static_ram: fw.static_ram(),
+            stack: s.stack,
+            log_buffers: get(s.log_buffers, "log_buffers in the firmware summary")?,
+        })
+    }
+
+    fn per_mac(&self) -> f64 {
+        self.layer as f64 / self.layer_macs as f64
+    }
+
+    fn ram_excl_log(&self) -> u64 {
+        (self.static_ram + self.stack).saturating_sub(self.log_buffers)
+    }
+
+    fn json(&self, tc: &Toolchain, opt_level: Option<&str>) -> String {
+        let v = serde_json::json!({
+            "toolchain": tc.rustc_version,
+            "opt_level": opt_level.unwrap_or("s"),
+            "act_int8_3_64_64_1_insns": self.act_small,
+            "mean_int8_3_64_64_1_insns": self.mean_small,
+            "layer_64x64_int8_insns": self.layer,
+            "layer_64x64_int8_insns_per_mac": (self.per_mac() * 1000.0).round() / 1000.0,
+            "act_int8_32_256_256_8_insns": self.act_large,
+            "tick_no_log_insns": self.tick_no_log,
+            "tick_with_log_insns": self.tick_with_log,
+            "firmware_flash_bytes": self.flash,
+            "board_flash_bytes": self.board_flash,
+            "static_ram_bytes": self.static_ram,
+            "stack_high_water_bytes": self.stack,
+            "log_buffer_bytes": self.log_buffers,
+            "ram_excl_log_bytes": self.ram_excl_log(),
+        });
+        v.to_string()
+    }
 }
 
 /// The `key=value` summary line the firmware prints at exit.
@@ -109,6 +234,8 @@ struct Results {
     /// (function, implementation, range, instructions, max abs, max rel).
     math: Vec<[String; 6]>,
     info: Vec<(String, String)>,
+    /// (MACs, instructions) of the whole 64×64 hidden layer.
+    layer: Option<(u64, u64)>,
 }
 
 impl Results {
@@ -133,6 +260,7 @@ impl Results {
                     rel.into(),
                 ]),
                 ["info", key, value] => r.info.push((key.to_owned(), value.to_owned())),
+                ["layer", _, macs, n] => r.layer = Some((num(macs)?, num(n)?)),
                 _ => {}
             }
         }
@@ -147,8 +275,52 @@ impl Results {
     }
 }
 
-fn print_tables(r: &Results, sizes: &Sizes, fw: &FirmwareSummary) {
+fn print_tables(r: &Results, m: &Measured, fw: &FirmwareSummary) {
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+
+    println!("\n## Targets (issue 13)\n");
+    println!("| figure | measured | target | |");
+    println!("|---|---:|---:|---|");
+    println!(
+        "| int8 3-64-64-1 `act()` (MLP + sample + log-prob), instructions | {} | ≤ {ACT_TARGET} | {} |",
+        m.act_small,
+        verdict(m.act_small <= ACT_TARGET)
+    );
+    println!(
+        "| int8 3-64-64-1 `mean()`, instructions | {} | | |",
+        m.mean_small
+    );
+    println!(
+        "| 64×64 int8 hidden layer (matvec + bias + tanh + requantization), instructions per MAC | {:.3} ({} / {}) | ≤ {LAYER_TARGET} | {} |",
+        m.per_mac(),
+        m.layer,
+        m.layer_macs,
+        verdict(m.per_mac() <= LAYER_TARGET)
+    );
+    println!(
+        "| int8 32-256-256-8 `act()`, instructions | {} | ≤ {LARGE_TARGET} | {} |",
+        m.act_large,
+        verdict(m.act_large <= LARGE_TARGET)
+    );
+    println!(
+        "| control tick with logging (simulated pendulum), instructions | {} | ≤ {TICK_TARGET} | {} |",
+        m.tick_with_log,
+        verdict(m.tick_with_log <= TICK_TARGET)
+    );
+    println!(
+        "| flash, QEMU pendulum firmware incl. its blob, bytes | {} | ≤ {FLASH_TARGET} | {} |",
+        m.flash,
+        verdict(m.flash <= FLASH_TARGET)
+    );
+    println!(
+        "| flash, STM32F411 board binary incl. its blob, bytes | {} | | |",
+        m.board_flash
+    );
+    println!(
+        "| static RAM + stack high-water, log buffers excluded, bytes | {} | ≤ {RAM_TARGET} | {} |",
+        m.ram_excl_log(),
+        verdict(m.ram_excl_log() <= RAM_TARGET)
+    );
 
     println!("\n## act() on the Cortex-M4F (instructions per call, QEMU -icount, N = 1000)\n");
     println!("| policy / work | instructions |");
@@ -181,50 +353,25 @@ fn print_tables(r: &Results, sizes: &Sizes, fw: &FirmwareSummary) {
     }
 
     println!("\n## Firmware (release, bundled pendulum policy)\n");
-    println!("| quantity | bytes | budget | |");
-    println!("|---|---:|---:|---|");
+    println!("| quantity | bytes |");
+    println!("|---|---:|");
+    println!("| flash, QEMU firmware: text + data | {} |", m.flash);
     println!(
-        "| flash: text {} + data {} | {} | {} | {} |",
-        sizes.text,
-        sizes.data,
-        sizes.flash(),
-        FLASH_TARGET,
-        verdict(sizes.flash() <= FLASH_TARGET)
+        "| flash, STM32F411 board binary: text + data | {} |",
+        m.board_flash
     );
-    println!(
-        "| static RAM: data {} + bss {} | {} | | |",
-        sizes.data,
-        sizes.bss,
-        sizes.static_ram()
-    );
+    println!("| static RAM: data + bss | {} |", m.static_ram);
     let stack_note = if fw.saturated { " (saturated)" } else { "" };
+    println!("| stack high-water (painting){stack_note} | {} |", m.stack);
     println!(
-        "| stack high-water (painting){stack_note} | {} | | |",
-        fw.stack
+        "| of which log buffers (frame buffer + queue) | {} |",
+        m.log_buffers
     );
-    let ram = sizes.static_ram() + fw.stack;
-    match fw.log_buffers {
-        Some(log) => {
-            println!("| of which log buffers (frame buffer + queue) | {log} | | |");
-            let net = ram.saturating_sub(log);
-            println!(
-                "| static RAM + stack, log buffers excluded | {net} | {RAM_TARGET} | {} |",
-                verdict(net <= RAM_TARGET)
-            );
-        }
-        None => println!(
-            "| static RAM + stack | {ram} | {RAM_TARGET} | {} |",
-            verdict(ram <= RAM_TARGET)
-        ),
-    }
+    println!(
+        "| static RAM + stack, log buffers excluded | {} |",
+        m.ram_excl_log()
+    );
     println!("\nfirmware: {}", fw.line);
-
-    if let Some(n) = r.act("3-64-64-1 int8") {
-        println!(
-            "\nint8 3-64-64-1 act(): {n} instructions, target ≤ {ACT_TARGET}: {}",
-            verdict(n <= ACT_TARGET)
-        );
-    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,10 @@ pub struct Build {
     /// Build without the default features (another board than the
     /// default one).
     pub no_default_features: bool,
+    /// The release profile's `opt-level` instead of the firmware's own
+    /// (`CARGO_PROFILE_RELEASE_OPT_LEVEL`; `cargo xtask bench-mcu
+    /// --opt-level`).
+    pub opt_level: Option<String>,
 }
 
 impl Default for Build {
@@ -65,6 +69,7 @@ impl Default for Build {
             bin: Some(MAIN_BIN.into()),
             features: Vec::new(),
             no_default_features: false,
+            opt_level: None,
         }
     }
 }
@@ -162,6 +167,10 @@ pub fn command(root: &Path, tc: &Toolchain, b: &Build) -> Result<Command> {
     if !b.features.is_empty() {
         c.args(["--features", &b.features.join(",")]);
     }
+    match &b.opt_level {
+        Some(o) => c.env("CARGO_PROFILE_RELEASE_OPT_LEVEL", o),
+        None => c.env_remove("CARGO_PROFILE_RELEASE_OPT_LEVEL"),
+    };
     c.env_remove("TINYPPO_PLANT_CODE")
         .env("TINYPPO_EPISODES", b.episodes.to_string())
         .env("TINYPPO_SEED", b.seed.to_string())

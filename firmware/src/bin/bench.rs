@@ -198,6 +198,20 @@ fn parts(meter: &Meter) {
         black_box(&q2);
     });
     heprintln!("part\trequant_tanh (64): rescale, tanh, round\t{}", n);
+    // The issue-13 figure: one whole hidden layer as the forward pass runs
+    // it (bias, activation and requantization included).
+    let n = meter.per_call(|_| {
+        kernels::matvec_i8(layer.weights, black_box(&q).as_input(64), &mut acc);
+        black_box(kernels::requant_tanh(
+            &acc,
+            layer.scales,
+            layer.bias,
+            s_x,
+            &mut q2,
+        ));
+        black_box(&q2);
+    });
+    heprintln!("layer\t64x64\t4096\t{}", n);
     let mut y = [0.0f32; 64];
     let n = meter.per_call(|_| {
         kernels::rescale(black_box(&acc), layer.scales, layer.bias, s_x, &mut y);
@@ -367,6 +381,19 @@ fn control_tick(meter: &Meter) {
     });
     heprintln!(
         "act\tcontrol tick: pendulum act + plant step, no log\t{}",
+        n
+    );
+    let mut p2 = Pendulum::new();
+    let _ = p2.reset(&mut r);
+    let n = meter.per_call(|j| {
+        let t = p2.step(&[black_box((j % 5) as f32 * 0.5 - 1.0)]);
+        if t.truncated || t.terminated {
+            let _ = p2.reset(&mut rng::seeded(j as u64));
+        }
+        black_box(t);
+    });
+    heprintln!(
+        "part\tpendulum plant step (simulated; libm sinf, cosf)\t{}",
         n
     );
 
