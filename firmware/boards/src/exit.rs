@@ -46,18 +46,13 @@ impl uWrite for Console {
     }
 }
 
-/// The 8 hex digits of `v`.
-fn hex_digits(v: u32) -> [u8; 8] {
-    let mut buf = [0u8; 8];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = b"0123456789abcdef"[((v >> (28 - 4 * i)) & 0xF) as usize];
+/// The 8 hex digits of `v`, written one `char` at a time (a `str` of them
+/// would go through `from_utf8`'s 350 bytes of validation).
+fn write_hex<W: uWrite + ?Sized>(f: &mut Formatter<'_, W>, v: u32) -> Result<(), W::Error> {
+    for i in 0..8 {
+        f.write_char(char::from(b"0123456789abcdef"[((v >> (28 - 4 * i)) & 0xF) as usize]))?;
     }
-    buf
-}
-
-fn write_ascii<W: uWrite + ?Sized>(f: &mut Formatter<'_, W>, b: &[u8]) -> Result<(), W::Error> {
-    // Only ASCII hex digits are ever passed.
-    f.write_str(core::str::from_utf8(b).unwrap_or("?"))
+    Ok(())
 }
 
 /// `{}` of a `u32` as `0x` and 8 hex digits (`ufmt` prints integers in
@@ -68,7 +63,7 @@ pub struct Hex(pub u32);
 impl uDisplay for Hex {
     fn fmt<W: uWrite + ?Sized>(&self, f: &mut Formatter<'_, W>) -> Result<(), W::Error> {
         f.write_str("0x")?;
-        write_ascii(f, &hex_digits(self.0))
+        write_hex(f, self.0)
     }
 }
 
@@ -80,8 +75,8 @@ pub struct Hex64(pub u64);
 impl uDisplay for Hex64 {
     fn fmt<W: uWrite + ?Sized>(&self, f: &mut Formatter<'_, W>) -> Result<(), W::Error> {
         f.write_str("0x")?;
-        write_ascii(f, &hex_digits((self.0 >> 32) as u32))?;
-        write_ascii(f, &hex_digits(self.0 as u32))
+        write_hex(f, (self.0 >> 32) as u32)?;
+        write_hex(f, self.0 as u32)
     }
 }
 
