@@ -104,6 +104,12 @@ impl<const N: usize> QVec<N> {
         QInput { h: &self.h, cols }
     }
 
+    /// The stored values in the kernel's layout (see [`QVec`]), for a
+    /// kernel outside this module (the firmware bench's prototypes).
+    pub fn packed(&self) -> &[i16] {
+        &self.h
+    }
+
     /// `p_c`, in column order (0 past the end).
     pub fn get(&self, c: usize, cols: usize) -> i16 {
         let cols = cols.min(N);

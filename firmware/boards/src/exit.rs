@@ -50,7 +50,9 @@ impl uWrite for Console {
 /// would go through `from_utf8`'s 350 bytes of validation).
 fn write_hex<W: uWrite + ?Sized>(f: &mut Formatter<'_, W>, v: u32) -> Result<(), W::Error> {
     for i in 0..8 {
-        f.write_char(char::from(b"0123456789abcdef"[((v >> (28 - 4 * i)) & 0xF) as usize]))?;
+        f.write_char(char::from(
+            b"0123456789abcdef"[((v >> (28 - 4 * i)) & 0xF) as usize],
+        ))?;
     }
     Ok(())
 }

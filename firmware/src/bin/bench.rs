@@ -269,6 +269,187 @@ fn parts(meter: &Meter) {
     );
     kernel_shapes();
     tanh_q_check();
+    proto::run(meter, &layer, &q);
+    if let Ok(large) = tinyppo_runtime::Blob::parse(blobs::LARGE_INT8) {
+        if let Some(l1) = large.layers().nth(1) {
+            let mut q256 = QVec::<256>::new();
+            let x256: [[f32; 256]; 1] = observations(0.9);
+            kernels::quantize(&x256[0], &mut q256);
+            proto::run(meter, &l1, &q256);
+        }
+    }
+}
+
+/// A prototype measured for issue 13, not used by the runtime: the int8
+/// matvec with the weights of 4 rows interleaved per 4 columns and
+/// word-aligned, so that one `LDM` fetches 16 weights (4 rows × 4
+/// columns) where the runtime's kernel needs 4 `LDR`s of unaligned rows.
+/// Adopting it needs a blob encoding with that layout (not made); this
+/// measures what it would buy, on a copy of a layer in RAM.
+mod proto {
+    use super::*;
+
+    /// Room for a 256×256 layer, word-aligned.
+    static mut BUF: [u32; 256 * 256 / 4] = [0; 256 * 256 / 4];
+
+    /// Interleaves `rows × cols` row-major int8 weights (`rows`, `cols`
+    /// multiples of 4 and 8) into `out`: for each group of 4 rows, for
+    /// each 4 columns, the 4 rows' words.
+    fn interleave(w: &[u8], rows: usize, cols: usize, out: &mut [u32]) {
+        let mut i = 0;
+        for g in 0..rows / 4 {
+            for k in 0..cols / 4 {
+                for r in 0..4 {
+                    let at = (4 * g + r) * cols + 4 * k;
+                    if let (Some(b), Some(o)) = (w.get(at..at + 4), out.get_mut(i)) {
+                        *o = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// `acc_r = Σ_c q_rc·p_c` for `4·groups` rows from the interleaved,
+    /// aligned `w`: per 4 columns, 1 `LDRD` (inputs), 1 `LDM` (16
+    /// weights), 8 `SXTB16`, 8 `SMLAD`.
+    #[allow(unsafe_code)]
+    fn matvec(w: &[u32], groups: usize, cols: usize, h: &[i16], acc: &mut [i32]) {
+        if groups == 0 || w.len() < groups * cols || h.len() < cols || acc.len() < 4 * groups {
+            return;
+        }
+        let x = h.as_ptr();
+        // SAFETY: reads groups·cols words of `w` (checked above) with
+        // LDM (word-aligned: a `[u32]`), the `cols` i16 of `h` with LDRD
+        // (`QVec` is word-aligned), writes 4·groups i32 of `acc`; r6, r7
+        // are saved and restored; the stack slots are this block's own.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "sub sp, #16",
+                "str r0, [sp]",
+                "str r1, [sp, #4]",
+                "str lr, [sp, #8]",
+                "2:",
+                "movs r0, #0",
+                "movs r1, #0",
+                "movs r2, #0",
+                "movs r3, #0",
+                "ldr r11, [sp, #8]",
+                "1:",
+                "ldrd r4, r5, [r11], #8",
+                "ldmia r8!, {{r6, r7, r9, r10}}",
+                "sxtb16 lr, r6",
+                "smlad r0, lr, r4, r0",
+                "sxtb16 r6, r6, ror #8",
+                "smlad r0, r6, r5, r0",
+                "sxtb16 lr, r7",
+                "smlad r1, lr, r4, r1",
+                "sxtb16 r7, r7, ror #8",
+                "smlad r1, r7, r5, r1",
+                "sxtb16 lr, r9",
+                "smlad r2, lr, r4, r2",
+                "sxtb16 r9, r9, ror #8",
+                "smlad r2, r9, r5, r2",
+                "sxtb16 lr, r10",
+                "smlad r3, lr, r4, r3",
+                "sxtb16 r10, r10, ror #8",
+                "smlad r3, r10, r5, r3",
+                "ldrd r4, r5, [r11], #8",
+                "ldmia r8!, {{r6, r7, r9, r10}}",
+                "sxtb16 lr, r6",
+                "smlad r0, lr, r4, r0",
+                "sxtb16 r6, r6, ror #8",
+                "smlad r0, r6, r5, r0",
+                "sxtb16 lr, r7",
+                "smlad r1, lr, r4, r1",
+                "sxtb16 r7, r7, ror #8",
+                "smlad r1, r7, r5, r1",
+                "sxtb16 lr, r9",
+                "smlad r2, lr, r4, r2",
+                "sxtb16 r9, r9, ror #8",
+                "smlad r2, r9, r5, r2",
+                "sxtb16 lr, r10",
+                "smlad r3, lr, r4, r3",
+                "sxtb16 r10, r10, ror #8",
+                "smlad r3, r10, r5, r3",
+                "cmp r11, r12",
+                "bne 1b",
+                "ldr r6, [sp]",
+                "stmia r6!, {{r0, r1, r2, r3}}",
+                "str r6, [sp]",
+                "ldr r6, [sp, #4]",
+                "subs r6, #1",
+                "str r6, [sp, #4]",
+                "bne 2b",
+                "ldr lr, [sp, #8]",
+                "add sp, #16",
+                "pop {{r6, r7}}",
+                inout("r0") acc.as_mut_ptr() => _,
+                inout("r1") groups => _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                inout("r8") w.as_ptr() => _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+                in("r12") x.wrapping_add(cols),
+                inout("lr") x => _,
+            );
+        }
+    }
+
+    /// Measures the prototype on `layer` (its rows and columns multiples
+    /// of 4 and 8) against the runtime's kernel, checks the sums agree.
+    pub fn run<const N: usize>(
+        meter: &Meter,
+        layer: &tinyppo_runtime::format::Layer<'_>,
+        q: &QVec<N>,
+    ) {
+        let (rows, cols) = (layer.rows, layer.cols);
+        if rows % 4 != 0 || cols % 8 != 0 || rows * cols > 256 * 256 || cols > N {
+            fail(format_args!("proto: shape {rows}x{cols}"));
+        }
+        // SAFETY: the bench is single-threaded and nothing else touches BUF.
+        #[allow(unsafe_code)]
+        let buf: &mut [u32] = unsafe { &mut *core::ptr::addr_of_mut!(BUF) };
+        let buf = &mut buf[..rows * cols / 4];
+        interleave(layer.weights, rows, cols, buf);
+        let mut want = [0i32; 256];
+        let base = meter.per_call(|_| {
+            kernels::matvec_i8(
+                layer.weights,
+                black_box(q).as_input(cols),
+                &mut want[..rows],
+            );
+            black_box(&want);
+        });
+        heprintln!(
+            "part\tmatvec_i8 {}x{} (the runtime's kernel, for the prototype below)\t{}",
+            rows,
+            cols,
+            base
+        );
+        let mut got = [0i32; 256];
+        let n = meter.per_call(|_| {
+            matvec(buf, rows / 4, cols, black_box(q.packed()), &mut got[..rows]);
+            black_box(&got);
+        });
+        heprintln!(
+            "part\tprototype (not in the runtime): matvec_i8 {}x{} with 4-row interleaved, word-aligned weights (LDM)\t{}",
+            rows,
+            cols,
+            n
+        );
+        heprintln!(
+            "info\tprototype {}x{} equals the runtime's sums\t{}",
+            rows,
+            cols,
+            got[..rows] == want[..rows]
+        );
+    }
 }
 
 /// `kernels::tanh_q` (assembly on this target) against
