@@ -9,19 +9,22 @@
 //! - the run configuration `TINYPPO_EPISODES`, `TINYPPO_SEED`,
 //!   `TINYPPO_DETERMINISTIC`, written to `$OUT_DIR/tinyppo_config.rs`;
 //! - `-Tlink.x` (the memory map comes from `tinyppo-boards`' board feature);
-//! - with feature `bench`: four random benchmark policies (3-64-64-1 and
-//!   32-256-256-8, f32 and int8, fixed seed) encoded with the host build of
-//!   the runtime's `format::encode` into `$OUT_DIR`.
+//! - with feature `bench`: six random benchmark policies (3-64-64-1 and
+//!   32-256-256-8, f32, int8 and int8x4, fixed seed) encoded with the host
+//!   build of the runtime's `format::encode` into `$OUT_DIR`, and the
+//!   embedded policy re-encoded as int8x4 (the same weights).
 
 fn main() {
-    tinyppo_firmware_build::Firmware::new()
+    let _config = tinyppo_firmware_build::Firmware::new()
         .default_policy("policies/pendulum.bin")
         .emit();
 
     #[cfg(feature = "bench")]
-    bench_blobs::write_all(std::path::Path::new(
-        &std::env::var_os("OUT_DIR").expect("set by cargo"),
-    ));
+    {
+        let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
+        bench_blobs::write_all(&out);
+        bench_blobs::write_x4_policy(&_config.policy, &out);
+    }
 }
 
 /// Writes `bytes` unless the file already holds them (keeps mtimes, so an
@@ -98,15 +101,15 @@ mod bench_blobs {
                 .collect();
             let (mean, inv_std) = (vec![0.0f32; obs], vec![1.0f32; obs]);
             let (low, high, log_std) = (vec![-2.0f32; act], vec![2.0f32; act], vec![-0.5f32; act]);
-            for encoding in ["f32", "int8"] {
+            for encoding in ["f32", "int8", "int8x4"] {
                 let specs: Vec<LayerSpec> = layers
                     .iter()
                     .zip(&quant)
                     .map(|((w, b), (q, s))| LayerSpec {
-                        weights: if encoding == "f32" {
-                            WeightsSpec::F32(w)
-                        } else {
-                            WeightsSpec::Int8 { q, scales: s }
+                        weights: match encoding {
+                            "f32" => WeightsSpec::F32(w),
+                            "int8" => WeightsSpec::Int8 { q, scales: s },
+                            _ => WeightsSpec::Int8x4 { q, scales: s },
                         },
                         bias: b,
                     })
@@ -133,13 +136,87 @@ mod bench_blobs {
                 super::write_if_changed(&out.join(&file), &buf[..n]);
                 let _ = writeln!(
                     index,
-                    "/// {obs}-{hid}-{hid}-{act}, {encoding}, {n} bytes.\n\
-                     pub static {}_{}: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{file}\"));",
-                    name.to_uppercase(),
-                    encoding.to_uppercase()
+                    "/// {obs}-{hid}-{hid}-{act}, {encoding}, {n} bytes.\n{}",
+                    aligned_static(
+                        &format!("{}_{}", name.to_uppercase(), encoding.to_uppercase()),
+                        &file
+                    )
                 );
             }
         }
         super::write_if_changed(&out.join("bench_blobs.rs"), index.as_bytes());
+    }
+
+    /// `pub static NAME: &[u8]` of `$OUT_DIR/file`, word-aligned (as
+    /// `embed_policy!` embeds a blob, so int8x4 layers are aligned).
+    fn aligned_static(name: &str, file: &str) -> String {
+        format!(
+            "pub static {name}: &[u8] = {{\n\
+                 #[repr(C, align(4))]\n\
+                 struct Aligned<T: ?Sized>(T);\n\
+                 static A: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{file}\")));\n\
+                 &A.0\n\
+             }};"
+        )
+    }
+
+    /// The embedded policy `path` (int8) re-encoded as int8x4, the same
+    /// weights, as `POLICY_X4` in `$OUT_DIR/bench_policy_x4.rs` (empty for
+    /// an f32 blob): the bench's control tick with the interleaved kernel.
+    pub fn write_x4_policy(path: &Path, out: &Path) {
+        let bytes = std::fs::read(path).expect("the policy blob was checked");
+        let b = tinyppo_runtime::Blob::parse(&bytes).expect("the policy blob was checked");
+        let f = |v: &[u8]| format::f32s(v).collect::<Vec<f32>>();
+        let layers: Vec<_> = b.layers().collect();
+        let owned: Vec<(Vec<i8>, Vec<f32>, Vec<f32>)> = layers
+            .iter()
+            .map(|l| {
+                let q = (0..l.rows)
+                    .flat_map(|r| (0..l.cols).map(move |c| l.q(r, c)))
+                    .collect();
+                (q, f(l.scales), f(l.bias))
+            })
+            .collect();
+        let specs: Vec<LayerSpec> = owned
+            .iter()
+            .map(|(q, s, bias)| LayerSpec {
+                weights: WeightsSpec::Int8x4 { q, scales: s },
+                bias,
+            })
+            .collect();
+        let (mean, inv_std, low, high, log_std) = (
+            f(b.obs_mean),
+            f(b.obs_inv_std),
+            f(b.action_low),
+            f(b.action_high),
+            f(b.log_std),
+        );
+        let safe: Vec<f32> = b.safe_action().collect();
+        let exts: Vec<_> = b.extensions().collect();
+        let spec = BlobSpec {
+            obs_dim: b.obs_dim,
+            act_dim: b.act_dim,
+            hidden: b.hidden(),
+            activation: b.activation,
+            obs_mean: &mean,
+            obs_inv_std: &inv_std,
+            obs_clip: b.obs_clip,
+            action_low: &low,
+            action_high: &high,
+            log_std: &log_std,
+            layers: &specs,
+            plant: b.plant,
+            safe_action: &safe,
+            extensions: &exts,
+        };
+        let rs = if b.encoding.is_int8() {
+            let mut buf = vec![0u8; format::max_encoded_len(&spec)];
+            let n = format::encode(&spec, &mut buf).expect("the policy re-encodes");
+            super::write_if_changed(&out.join("bench-policy-x4.bin"), &buf[..n]);
+            aligned_static("POLICY_X4", "bench-policy-x4.bin")
+        } else {
+            "pub static POLICY_X4: &[u8] = &[];".to_owned()
+        };
+        super::write_if_changed(&out.join("bench_policy_x4.rs"), rs.as_bytes());
     }
 }

@@ -222,7 +222,8 @@ pub enum FormatError {
         /// Code found.
         found: u8,
     },
-    /// Weight encoding code other than 0 (f32) or 1 (int8).
+    /// Weight encoding code other than 0 (f32), 1 (int8) or 2 (int8
+    /// interleaved).
     UnknownEncoding {
         /// Code found.
         found: u8,
@@ -319,7 +320,7 @@ impl fmt::Display for FormatError {
                 write!(f, "unknown activation code {found} (0 = tanh, 1 = relu)")
             }
             UnknownEncoding { found } => {
-                write!(f, "unknown weight encoding code {found} (0 = f32, 1 = int8)")
+                write!(f, "unknown weight encoding code {found} (0 = f32, 1 = int8, 2 = int8 interleaved)")
             }
             NonFinite { field, index } => write!(f, "{field}[{index}] is not finite"),
             OutOfRange { field, index } => {

@@ -100,6 +100,19 @@ pub enum Encoding {
     /// Symmetric int8 with one f32 scale per output row, code 1:
     /// `w[r][c] ≈ scale[r] · q[r][c]`, `q ∈ [−127, 127]`.
     Int8,
+    /// int8 as code 1, code 2, with the weights of every layer whose rows
+    /// are a multiple of 4 and columns a multiple of 8 ([`interleavable`])
+    /// stored 4 rows at a time, 4 columns each, from a word-aligned offset
+    /// of the blob (`docs/FORMAT.md`, "Interleaved int8"): the device's
+    /// kernel then loads 16 weights with one `LDM`. The same integers, the
+    /// same actions as code 1.
+    Int8x4,
+}
+
+/// Whether an [`Encoding::Int8x4`] blob stores a `rows × cols` layer
+/// interleaved (else row-major, as [`Encoding::Int8`]).
+pub const fn interleavable(rows: usize, cols: usize) -> bool {
+    rows % 4 == 0 && cols % 8 == 0 && rows > 0 && cols > 0
 }
 
 impl Encoding {
@@ -108,6 +121,7 @@ impl Encoding {
         match self {
             Encoding::F32 => 0,
             Encoding::Int8 => 1,
+            Encoding::Int8x4 => 2,
         }
     }
     /// Lower-case name, as the CLI prints it.
@@ -115,14 +129,19 @@ impl Encoding {
         match self {
             Encoding::F32 => "f32",
             Encoding::Int8 => "int8",
+            Encoding::Int8x4 => "int8x4",
         }
     }
     /// Bytes per stored weight.
     pub const fn weight_size(self) -> usize {
         match self {
             Encoding::F32 => 4,
-            Encoding::Int8 => 1,
+            Encoding::Int8 | Encoding::Int8x4 => 1,
         }
+    }
+    /// int8 weights with per-row scales (codes 1 and 2).
+    pub const fn is_int8(self) -> bool {
+        matches!(self, Encoding::Int8 | Encoding::Int8x4)
     }
 }
 
@@ -212,20 +231,44 @@ impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Seq<T, N> {
 // ---------------------------------------------------------------------------
 // Checked view.
 
-/// One dense layer as stored in a blob: `y = W x + b`, `W` row-major with
-/// `rows` outputs and `cols` inputs. All slices borrow the blob.
+/// One dense layer as stored in a blob: `y = W x + b`, `W` with `rows`
+/// outputs and `cols` inputs, row-major unless `interleaved`. All slices
+/// borrow the blob.
 #[derive(Debug, Clone, Copy)]
 pub struct Layer<'a> {
     /// Output units.
     pub rows: usize,
     /// Input units.
     pub cols: usize,
-    /// `rows·cols` weights: f32 LE (4 bytes each) or i8 (1 byte each).
+    /// `rows·cols` weights: f32 LE (4 bytes each) or i8 (1 byte each);
+    /// row-major, or for an `interleaved` layer 4 rows at a time (see
+    /// [`Layer::q`]), the alignment padding already skipped.
     pub weights: &'a [u8],
+    /// The int8 weights are interleaved ([`Encoding::Int8x4`]): for each
+    /// group `g` of 4 rows and each 4 columns `k`, the 4 rows' 4 bytes,
+    /// i.e. `q[r][c]` at `(g·cols/4 + k)·16 + 4·(r mod 4) + c mod 4` with
+    /// `g = r/4`, `k = c/4`.
+    pub interleaved: bool,
     /// `rows` f32 LE scales for int8, empty for f32.
     pub scales: &'a [u8],
     /// `rows` f32 LE biases.
     pub bias: &'a [u8],
+}
+
+impl Layer<'_> {
+    /// The int8 weight `q[r][c]` in either layout (0 outside the layer or
+    /// for an f32 layer's bytes read as int8).
+    pub fn q(&self, r: usize, c: usize) -> i8 {
+        if r >= self.rows || c >= self.cols {
+            return 0;
+        }
+        let at = if self.interleaved {
+            ((r / 4) * (self.cols / 4) + c / 4) * 16 + 4 * (r % 4) + c % 4
+        } else {
+            r * self.cols + c
+        };
+        self.weights.get(at).map_or(0, |&b| b as i8)
+    }
 }
 
 /// One extension record of a v2 blob: a tag and its body, borrowed.
@@ -377,7 +420,7 @@ impl<'a> Blob<'a> {
         if !rest.is_empty() {
             return Err(FormatError::Malformed);
         }
-        Self::validate(raw, tail, policy_id, version, found)
+        Self::validate(raw, tail, policy_id, version, bytes)
     }
 
     fn validate(
@@ -385,8 +428,9 @@ impl<'a> Blob<'a> {
         tail: Option<RawTailV2<'a>>,
         policy_id: u32,
         version: u16,
-        len: usize,
+        bytes: &'a [u8],
     ) -> Result<Self, FormatError> {
+        let len = bytes.len();
         let dim = |field, v: u16| {
             let v = v as usize;
             if v == 0 || v > MAX_WIDTH {
@@ -419,6 +463,7 @@ impl<'a> Blob<'a> {
         let encoding = match raw.encoding {
             0 => Encoding::F32,
             1 => Encoding::Int8,
+            2 => Encoding::Int8x4,
             found => return Err(FormatError::UnknownEncoding { found }),
         };
         if raw.layers.len != n_hidden + 1 {
@@ -454,7 +499,16 @@ impl<'a> Blob<'a> {
             let Some(l) = raw_layer else { break };
             let rows = if i < n_hidden { hidden[i] } else { act_dim };
             let li = i as u8;
-            let want_w = rows * cols * encoding.weight_size();
+            let interleaved = encoding == Encoding::Int8x4 && interleavable(rows, cols);
+            // An interleaved layer's weights start at a multiple of 4 from
+            // the blob's first byte: 0–3 zero bytes come first.
+            let pad = if interleaved {
+                let offset = (l.weights.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+                (4 - offset % 4) % 4
+            } else {
+                0
+            };
+            let want_w = pad + rows * cols * encoding.weight_size();
             if l.weights.len() != want_w {
                 return Err(FormatError::LengthMismatch {
                     field: Field::Weights(li),
@@ -473,9 +527,15 @@ impl<'a> Blob<'a> {
                         });
                     }
                 }
-                Encoding::Int8 => {
+                Encoding::Int8 | Encoding::Int8x4 => {
                     check_f32s(Field::Scales(li), l.scales, rows, |v| v <= MAX_INT8_SCALE)?;
                     scales_positive(Field::Scales(li), l.scales)?;
+                    if let Some(index) = l.weights[..pad].iter().position(|&b| b != 0) {
+                        return Err(FormatError::OutOfRange {
+                            field: Field::Weights(li),
+                            index,
+                        });
+                    }
                     // -128 is outside the symmetric range and would make
                     // the quantization error bound asymmetric.
                     if let Some(index) = l.weights.iter().position(|&b| b as i8 == i8::MIN) {
@@ -490,7 +550,8 @@ impl<'a> Blob<'a> {
             *slot = Some(Layer {
                 rows,
                 cols,
-                weights: l.weights,
+                weights: &l.weights[pad..],
+                interleaved,
                 scales: l.scales,
                 bias: l.bias,
             });
@@ -723,6 +784,15 @@ pub enum WeightsSpec<'a> {
         /// One positive scale per output row.
         scales: &'a [f32],
     },
+    /// The same, written as [`Encoding::Int8x4`]: interleaved and aligned
+    /// where the layer's shape allows ([`interleavable`]), row-major
+    /// elsewhere. Given row-major; [`encode`] lays it out.
+    Int8x4 {
+        /// Quantized weights, row-major, in [−127, 127].
+        q: &'a [i8],
+        /// One positive scale per output row.
+        scales: &'a [f32],
+    },
 }
 
 /// One layer to encode. Its shape follows from the [`BlobSpec`] dimensions.
@@ -831,14 +901,29 @@ impl Serialize for Widths<'_> {
         seq.end()
     }
 }
-struct Layers<'a>(&'a [LayerSpec<'a>]);
+/// The layers, with the alignment padding of each interleaved layer
+/// (found by [`encode`]).
+struct Layers<'a> {
+    layers: &'a [LayerSpec<'a>],
+    /// Shapes `(rows, cols)` of the layers, in order.
+    shapes: [(usize, usize); MAX_LAYERS],
+    pads: [usize; MAX_LAYERS],
+}
 impl Serialize for Layers<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for l in self.0 {
+        let mut seq = s.serialize_seq(Some(self.layers.len()))?;
+        for (i, l) in self.layers.iter().enumerate() {
+            let (rows, cols) = self.shapes.get(i).copied().unwrap_or((0, 0));
+            let pad = self.pads.get(i).copied().unwrap_or(0);
             let (weights, scales) = match l.weights {
                 WeightsSpec::F32(w) => (WeightBytes::F32(F32Bytes(w)), F32Bytes(&[])),
                 WeightsSpec::Int8 { q, scales } => (WeightBytes::I8(I8Bytes(q)), F32Bytes(scales)),
+                WeightsSpec::Int8x4 { q, scales } if interleavable(rows, cols) => {
+                    (WeightBytes::I8x4 { q, rows, cols, pad }, F32Bytes(scales))
+                }
+                WeightsSpec::Int8x4 { q, scales } => {
+                    (WeightBytes::I8(I8Bytes(q)), F32Bytes(scales))
+                }
             };
             seq.serialize_element(&(weights, scales, F32Bytes(l.bias)))?;
         }
@@ -846,16 +931,42 @@ impl Serialize for Layers<'_> {
     }
 }
 
-/// Either weight encoding; both serialize as a plain byte string.
+/// Any weight layout; all serialize as a plain byte string.
 enum WeightBytes<'a> {
     F32(F32Bytes<'a>),
     I8(I8Bytes<'a>),
+    /// `pad` zero bytes, then row-major `q` interleaved (see
+    /// [`Layer::q`]).
+    I8x4 {
+        q: &'a [i8],
+        rows: usize,
+        cols: usize,
+        pad: usize,
+    },
 }
 impl Serialize for WeightBytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            WeightBytes::F32(w) => w.serialize(s),
-            WeightBytes::I8(w) => w.serialize(s),
+        match *self {
+            WeightBytes::F32(ref w) => w.serialize(s),
+            WeightBytes::I8(ref w) => w.serialize(s),
+            WeightBytes::I8x4 { q, rows, cols, pad } => {
+                let mut seq = s.serialize_seq(Some(pad + rows * cols))?;
+                for _ in 0..pad {
+                    seq.serialize_element(&0u8)?;
+                }
+                for g in 0..rows / 4 {
+                    for k in 0..cols / 4 {
+                        for j in 0..4 {
+                            for t in 0..4 {
+                                let at = (4 * g + j) * cols + 4 * k + t;
+                                let v = q.get(at).copied().unwrap_or(0);
+                                seq.serialize_element(&(v as u8))?;
+                            }
+                        }
+                    }
+                }
+                seq.end()
+            }
         }
     }
 }
@@ -900,6 +1011,8 @@ pub fn max_encoded_len(spec: &BlobSpec) -> usize {
         n += match l.weights {
             WeightsSpec::F32(w) => floats(w.len()) + varint,
             WeightsSpec::Int8 { q, scales } => varint + q.len() + floats(scales.len()),
+            // Up to 3 bytes of alignment padding.
+            WeightsSpec::Int8x4 { q, scales } => varint + 3 + q.len() + floats(scales.len()),
         };
         n += floats(l.bias.len());
     }
@@ -917,21 +1030,57 @@ pub fn encode(spec: &BlobSpec, out: &mut [u8]) -> Result<usize, EncodeError> {
     let encoding = match spec.layers.first().map(|l| l.weights) {
         Some(WeightsSpec::F32(_)) => Encoding::F32,
         Some(WeightsSpec::Int8 { .. }) => Encoding::Int8,
+        Some(WeightsSpec::Int8x4 { .. }) => Encoding::Int8x4,
         None => return Err(EncodeError::MixedEncoding),
     };
     let same = spec.layers.iter().all(|l| {
         matches!(
             (encoding, l.weights),
-            (Encoding::F32, WeightsSpec::F32(_)) | (Encoding::Int8, WeightsSpec::Int8 { .. })
+            (Encoding::F32, WeightsSpec::F32(_))
+                | (Encoding::Int8, WeightsSpec::Int8 { .. })
+                | (Encoding::Int8x4, WeightsSpec::Int8x4 { .. })
         )
     });
     if !same {
         return Err(EncodeError::MixedEncoding);
     }
-    let to16 = |v: usize| u16::try_from(v).map_err(|_| EncodeError::TooLarge);
     if spec.hidden.iter().any(|&w| w > u16::MAX as usize) {
         return Err(EncodeError::TooLarge);
     }
+    let mut shapes = [(0usize, 0usize); MAX_LAYERS];
+    let mut cols = spec.obs_dim;
+    for (i, shape) in shapes.iter_mut().enumerate().take(spec.layers.len()) {
+        let rows = spec.hidden.get(i).copied().unwrap_or(spec.act_dim);
+        *shape = (rows, cols);
+        cols = rows;
+    }
+    let mut pads = [0usize; MAX_LAYERS];
+    // Each pass writes the blob with the current padding, reads back where
+    // every interleaved layer's weights start, and pads them to a multiple
+    // of 4; a pad only moves the layers after it, so this settles within
+    // a pass per layer.
+    let mut len = 0;
+    for _ in 0..=2 * MAX_LAYERS + 1 {
+        len = write_blob(spec, encoding, shapes, pads, out)?;
+        let want = interleaved_pads(&out[..len], encoding, shapes);
+        if want == pads {
+            break;
+        }
+        pads = want;
+    }
+    Blob::parse(&out[..len]).map_err(EncodeError::Invalid)?;
+    Ok(len)
+}
+
+/// One pass of [`encode`]: the blob with the given layer paddings.
+fn write_blob(
+    spec: &BlobSpec,
+    encoding: Encoding,
+    shapes: [(usize, usize); MAX_LAYERS],
+    pads: [usize; MAX_LAYERS],
+    out: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let to16 = |v: usize| u16::try_from(v).map_err(|_| EncodeError::TooLarge);
     let payload = PayloadOut {
         obs_dim: to16(spec.obs_dim)?,
         act_dim: to16(spec.act_dim)?,
@@ -944,7 +1093,11 @@ pub fn encode(spec: &BlobSpec, out: &mut [u8]) -> Result<usize, EncodeError> {
         action_low: F32Bytes(spec.action_low),
         action_high: F32Bytes(spec.action_high),
         log_std: F32Bytes(spec.log_std),
-        layers: Layers(spec.layers),
+        layers: Layers {
+            layers: spec.layers,
+            shapes,
+            pads,
+        },
         plant: spec.plant,
         safe_action: F32Bytes(spec.safe_action),
         extensions: Exts(spec.extensions),
@@ -964,7 +1117,35 @@ pub fn encode(spec: &BlobSpec, out: &mut [u8]) -> Result<usize, EncodeError> {
     out[10..14].copy_from_slice(&(n as u32).to_le_bytes());
     let crc = CRC32C.checksum(&out[..body_end]);
     out[body_end..body_end + TRAILER_LEN].copy_from_slice(&crc.to_le_bytes());
-    let len = body_end + TRAILER_LEN;
-    Blob::parse(&out[..len]).map_err(EncodeError::Invalid)?;
-    Ok(len)
+    Ok(body_end + TRAILER_LEN)
+}
+
+/// The paddings that align the interleaved layers of `blob`: for each, the
+/// zero bytes that bring its weights from where its byte string starts to
+/// a multiple of 4.
+fn interleaved_pads(
+    blob: &[u8],
+    encoding: Encoding,
+    shapes: [(usize, usize); MAX_LAYERS],
+) -> [usize; MAX_LAYERS] {
+    let mut want = [0usize; MAX_LAYERS];
+    if encoding != Encoding::Int8x4 || blob.len() < HEADER_LEN {
+        return want;
+    }
+    let Ok((raw, _)) = postcard::take_from_bytes::<RawPayload>(&blob[HEADER_LEN..]) else {
+        return want;
+    };
+    for (i, l) in raw.layers.items.iter().enumerate() {
+        let (Some(l), Some(&(rows, cols))) = (l, shapes.get(i)) else {
+            continue;
+        };
+        if interleavable(rows, cols) {
+            // Where the byte string's content (padding first) starts. Its
+            // length `pad + rows·cols` is a multiple of 32 plus at most 3,
+            // so the padding never changes its varint's width.
+            let start = (l.weights.as_ptr() as usize) - (blob.as_ptr() as usize);
+            want[i] = (4 - start % 4) % 4;
+        }
+    }
+    want
 }

@@ -236,6 +236,46 @@ pub fn matvec_i8(weights: &[u8], x: QInput<'_>, acc: &mut [i32]) {
     }
 }
 
+/// [`matvec_i8`] for an interleaved layer ([`crate::Encoding::Int8x4`]):
+/// `rows = acc.len()` a multiple of 4, `cols = x.cols()` a multiple of 8,
+/// `weights` the `rows·cols` bytes of [`crate::format::Layer::q`]'s
+/// interleaved layout. The same exact sums. On ARMv7E-M with `weights`
+/// word-aligned in memory (an aligned blob: `embed_policy!` aligns it),
+/// one `LDM` fetches 4 rows × 4 columns; otherwise the portable loop runs.
+/// A shape or length that does not fit gives zeros.
+pub fn matvec_i8x4(weights: &[u8], x: QInput<'_>, acc: &mut [i32]) {
+    let (rows, cols) = (acc.len(), x.cols);
+    let fits = crate::format::interleavable(rows, cols)
+        && rows.checked_mul(cols).is_some_and(|n| weights.len() >= n)
+        && x.h.len() >= cols;
+    if !fits {
+        acc.iter_mut().for_each(|a| *a = 0);
+        return;
+    }
+    #[cfg(tinyppo_armv7em)]
+    if (weights.as_ptr() as usize) % 4 == 0 {
+        dsp::groups4(weights, cols, x.h, acc);
+        return;
+    }
+    let xb = x.h.get(..cols).unwrap_or(&[]);
+    for (a4, wg) in acc.chunks_exact_mut(4).zip(weights.chunks_exact(4 * cols)) {
+        let mut s = [0i32; 4];
+        for (w16, p4) in wg.chunks_exact(16).zip(xb.chunks_exact(4)) {
+            if let &[p0, p2, p1, p3] = p4 {
+                for (j, w4) in w16.chunks_exact(4).enumerate() {
+                    if let (Some(sj), &[w0, w1, w2, w3]) = (s.get_mut(j), w4) {
+                        *sj += i32::from(w0 as i8) * i32::from(p0)
+                            + i32::from(w1 as i8) * i32::from(p1)
+                            + i32::from(w2 as i8) * i32::from(p2)
+                            + i32::from(w3 as i8) * i32::from(p3);
+                    }
+                }
+            }
+        }
+        a4.copy_from_slice(&s);
+    }
+}
+
 /// The tail columns of the leading rows with one SMLAD word per row
 /// (device only; returns how many rows it did, 0 elsewhere).
 #[cfg(not(tinyppo_armv7em))]
@@ -458,6 +498,102 @@ mod dsp {
                 in("r10") 2 * cols,
                 out("r11") _,
                 in("r12") x.wrapping_add(cols8),
+                inout("lr") x => _,
+            );
+        }
+    }
+
+    /// The interleaved layer (`super::matvec_i8x4`): per group of 4 rows,
+    /// `cols/8` passes of 2 × (1 `LDRD` of 4 inputs, 1 `LDM` of the 4
+    /// rows' 4 weights, 8 `SXTB16`, 8 `SMLAD`). The caller guarantees
+    /// `weights` word-aligned with `acc.len()·cols` bytes, `acc.len()` a
+    /// multiple of 4 (≥ 4), `cols` a multiple of 8 (≥ 8), `h.len() ≥ cols`
+    /// and `h` word-aligned.
+    pub(super) fn groups4(weights: &[u8], cols: usize, h: &[i16], acc: &mut [i32]) {
+        let groups = acc.len() / 4;
+        if groups == 0 {
+            return;
+        }
+        let x = h.as_ptr();
+        // SAFETY: reads groups·4·cols weight bytes (all of `weights`'s
+        // first acc.len()·cols, by the caller) as words with LDM, which
+        // needs the word alignment the caller checked; reads the cols i16
+        // of `h` as words with LDRD (a word-aligned QVec); writes
+        // 4·groups i32 to `acc`. r6 and r7 are saved and restored, the
+        // 16 stack bytes are this block's own, `lr` is restored from them.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "sub sp, #16",
+                "str r0, [sp]",      // acc pointer
+                "str r1, [sp, #4]",  // groups left
+                "str lr, [sp, #8]",  // x pointer
+                "2:",
+                "movs r0, #0",
+                "movs r1, #0",
+                "movs r2, #0",
+                "movs r3, #0",
+                "ldr r11, [sp, #8]",
+                "1:",
+                "ldrd r4, r5, [r11], #8",
+                "ldmia r8!, {{r6, r7, r9, r10}}",
+                "sxtb16 lr, r6",
+                "smlad r0, lr, r4, r0",
+                "sxtb16 r6, r6, ror #8",
+                "smlad r0, r6, r5, r0",
+                "sxtb16 lr, r7",
+                "smlad r1, lr, r4, r1",
+                "sxtb16 r7, r7, ror #8",
+                "smlad r1, r7, r5, r1",
+                "sxtb16 lr, r9",
+                "smlad r2, lr, r4, r2",
+                "sxtb16 r9, r9, ror #8",
+                "smlad r2, r9, r5, r2",
+                "sxtb16 lr, r10",
+                "smlad r3, lr, r4, r3",
+                "sxtb16 r10, r10, ror #8",
+                "smlad r3, r10, r5, r3",
+                "ldrd r4, r5, [r11], #8",
+                "ldmia r8!, {{r6, r7, r9, r10}}",
+                "sxtb16 lr, r6",
+                "smlad r0, lr, r4, r0",
+                "sxtb16 r6, r6, ror #8",
+                "smlad r0, r6, r5, r0",
+                "sxtb16 lr, r7",
+                "smlad r1, lr, r4, r1",
+                "sxtb16 r7, r7, ror #8",
+                "smlad r1, r7, r5, r1",
+                "sxtb16 lr, r9",
+                "smlad r2, lr, r4, r2",
+                "sxtb16 r9, r9, ror #8",
+                "smlad r2, r9, r5, r2",
+                "sxtb16 lr, r10",
+                "smlad r3, lr, r4, r3",
+                "sxtb16 r10, r10, ror #8",
+                "smlad r3, r10, r5, r3",
+                "cmp r11, r12",
+                "bne 1b",
+                "ldr r6, [sp]",
+                "stmia r6!, {{r0, r1, r2, r3}}",
+                "str r6, [sp]",
+                "ldr r6, [sp, #4]",
+                "subs r6, #1",
+                "str r6, [sp, #4]",
+                "bne 2b",
+                "ldr lr, [sp, #8]",
+                "add sp, #16",
+                "pop {{r6, r7}}",
+                inout("r0") acc.as_mut_ptr() => _,
+                inout("r1") groups => _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                inout("r8") weights.as_ptr() => _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+                in("r12") x.wrapping_add(cols),
                 inout("lr") x => _,
             );
         }

@@ -409,7 +409,7 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
     fn forward_bias0(&self, x: &[f32; OBS], bias0: Option<&[u8]>) -> [f32; ACT] {
         match self.encoding {
             Encoding::F32 => self.forward_f32(x, bias0),
-            Encoding::Int8 => self.forward_i8(x, bias0),
+            Encoding::Int8 | Encoding::Int8x4 => self.forward_i8(x, bias0),
         }
     }
 
@@ -469,12 +469,12 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
             first = false;
             if layers.peek().is_none() {
                 let mut acc_out = [0i32; ACT];
-                kernels::matvec_i8(layer.weights, input, &mut acc_out);
+                matvec(layer, input, &mut acc_out);
                 kernels::rescale(&acc_out, layer.scales, bias, s_x, &mut out);
                 break;
             }
             let acc = acc.get_mut(..layer.rows).unwrap_or(&mut []);
-            kernels::matvec_i8(layer.weights, input, acc);
+            matvec(layer, input, acc);
             s_x = match self.activation {
                 Activation::Tanh => kernels::requant_tanh(acc, layer.scales, bias, s_x, &mut q),
                 Activation::Relu => {
@@ -487,5 +487,15 @@ impl<'a, const OBS: usize, const ACT: usize, const HID: usize> Policy<'a, OBS, A
             width = layer.rows;
         }
         out
+    }
+}
+
+/// The int8 sums of `layer` in its layout.
+#[inline(always)]
+fn matvec(layer: &crate::format::Layer<'_>, input: kernels::QInput<'_>, acc: &mut [i32]) {
+    if layer.interleaved {
+        kernels::matvec_i8x4(layer.weights, input, acc);
+    } else {
+        kernels::matvec_i8(layer.weights, input, acc);
     }
 }

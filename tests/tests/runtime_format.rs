@@ -756,10 +756,10 @@ fn payload_cases() -> Vec<(&'static str, RawPayload, FormatError, &'static str)>
         "activation",
     );
     case(
-        "encoding code 2",
+        "encoding code 3",
         f.clone(),
-        &|r| r.encoding = 2,
-        UnknownEncoding { found: 2 },
+        &|r| r.encoding = 3,
+        UnknownEncoding { found: 3 },
         "encoding",
     );
     case(

@@ -7,6 +7,7 @@ mod golden_compat;
 
 mod runtime_format;
 mod runtime_gaussian;
+mod runtime_int8x4;
 mod runtime_limits;
 mod runtime_nof64;
 mod runtime_props;

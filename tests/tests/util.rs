@@ -398,6 +398,25 @@ impl Net {
         self.encode_spec(&specs, plant, extensions)
     }
 
+    /// The same int8 weights as [`encode_int8`](Self::encode_int8), written
+    /// as `Int8x4` (interleaved, aligned layers where the shape allows).
+    pub fn encode_int8x4(&self) -> Vec<u8> {
+        let q = self.quantized();
+        let specs: Vec<LayerSpec> = self
+            .layers
+            .iter()
+            .zip(&q)
+            .map(|(l, q)| LayerSpec {
+                weights: WeightsSpec::Int8x4 {
+                    q: &q.q,
+                    scales: &q.s,
+                },
+                bias: &l.b,
+            })
+            .collect();
+        self.encode_with(&specs)
+    }
+
     fn raw_common(&self, encoding: u8, layers: Vec<RawLayer>) -> RawPayload {
         RawPayload {
             obs_dim: self.obs_dim as u64,

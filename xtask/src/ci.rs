@@ -243,8 +243,8 @@ pub const REALISM_SETS: &[&str] = &[
 
 /// Sensor and actuator realism and the safety layer on the device: a short
 /// pendulum run with every effect of `[realism]` on (and randomized
-/// parameters), a 2-action history and `[safety]` limits, exported with
-/// its self-test vectors; the firmware built with that blob runs it under
+/// parameters), a 2-action history and `[safety]` limits, exported as
+/// `int8x4` with its self-test vectors; the firmware built with that blob runs it under
 /// QEMU (the blob's realism record is what the firmware applies, its
 /// control loop builds the history and applies the limits, its driver
 /// runs the self-test), and its log must be `tinyppo simulate`'s byte for
@@ -280,7 +280,21 @@ fn realism_step() -> Step {
             args.push(run.clone().into());
             let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             run_tool(&bin, &refs)?;
-            let policy = run.join("policy.bin");
+            // Exported as int8x4: the device runs the interleaved kernel
+            // (LDM) on the 64×64 layer, the host the portable loop.
+            let policy = work.join("policy-x4.bin");
+            run_tool(
+                &bin,
+                &[
+                    "export".as_ref(),
+                    "--checkpoint".as_ref(),
+                    run.as_os_str(),
+                    "--quant".as_ref(),
+                    "int8x4".as_ref(),
+                    "--out".as_ref(),
+                    policy.as_os_str(),
+                ],
+            )?;
             print!(
                 "{}",
                 run_tool(&bin, &[std::ffi::OsStr::new("inspect"), policy.as_os_str()])?

@@ -63,7 +63,14 @@ macro_rules! embed_policy {
         pub mod config {
             include!(concat!(env!("OUT_DIR"), "/tinyppo_config.rs"));
         }
-        /// The policy blob embedded at build time (`TINYPPO_POLICY`).
-        pub static POLICY_BLOB: &[u8] = include_bytes!(env!("TINYPPO_POLICY_FILE"));
+        /// The policy blob embedded at build time (`TINYPPO_POLICY`),
+        /// word-aligned in flash: an `int8x4` blob's interleaved weights
+        /// are then word-aligned too, and its kernel loads them with `LDM`.
+        pub static POLICY_BLOB: &[u8] = {
+            #[repr(C, align(4))]
+            struct Aligned<T: ?Sized>(T);
+            static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("TINYPPO_POLICY_FILE")));
+            &ALIGNED.0
+        };
     };
 }

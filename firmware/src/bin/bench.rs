@@ -43,6 +43,7 @@ tinyppo_boards::embed_policy!();
 
 mod blobs {
     include!(concat!(env!("OUT_DIR"), "/bench_blobs.rs"));
+    include!(concat!(env!("OUT_DIR"), "/bench_policy_x4.rs"));
 }
 
 /// Prints `error: {msg}` and exits with status 1. The bench alone formats
@@ -148,6 +149,8 @@ fn main() -> ! {
     bench_act::<3, 1, 64>(&meter, "3-64-64-1 int8", blobs::SMALL_INT8, 1.5);
     bench_act::<32, 8, 256>(&meter, "32-256-256-8 f32", blobs::LARGE_F32, 2.0);
     bench_act::<32, 8, 256>(&meter, "32-256-256-8 int8", blobs::LARGE_INT8, 2.0);
+    bench_act::<3, 1, 64>(&meter, "3-64-64-1 int8x4", blobs::SMALL_INT8X4, 1.5);
+    bench_act::<32, 8, 256>(&meter, "32-256-256-8 int8x4", blobs::LARGE_INT8X4, 2.0);
 
     parts(&meter);
     control_tick(&meter);
@@ -211,7 +214,7 @@ fn parts(meter: &Meter) {
         ));
         black_box(&q2);
     });
-    heprintln!("layer\t64x64\t4096\t{}", n);
+    heprintln!("layer\t64x64 int8\t4096\t{}", n);
     let mut y = [0.0f32; 64];
     let n = meter.per_call(|_| {
         kernels::rescale(black_box(&acc), layer.scales, layer.bias, s_x, &mut y);
@@ -269,185 +272,149 @@ fn parts(meter: &Meter) {
     );
     kernel_shapes();
     tanh_q_check();
-    proto::run(meter, &layer, &q);
-    if let Ok(large) = tinyppo_runtime::Blob::parse(blobs::LARGE_INT8) {
-        if let Some(l1) = large.layers().nth(1) {
-            let mut q256 = QVec::<256>::new();
-            let x256: [[f32; 256]; 1] = observations(0.9);
-            kernels::quantize(&x256[0], &mut q256);
-            proto::run(meter, &l1, &q256);
-        }
-    }
+    x4::run(meter);
 }
 
-/// A prototype measured for issue 13, not used by the runtime: the int8
-/// matvec with the weights of 4 rows interleaved per 4 columns and
-/// word-aligned, so that one `LDM` fetches 16 weights (4 rows × 4
-/// columns) where the runtime's kernel needs 4 `LDR`s of unaligned rows.
-/// Adopting it needs a blob encoding with that layout (not made); this
-/// measures what it would buy, on a copy of a layer in RAM.
-mod proto {
+/// The interleaved int8 kernel (`kernels::matvec_i8x4`, issue 13): the
+/// 64×64 and 256×256 layers of the int8x4 bench blobs against the same
+/// layers row-major, and the assembly (aligned weights) against the
+/// portable loop (the same bytes one byte off alignment) on many shapes.
+mod x4 {
     use super::*;
 
-    /// Room for a 256×256 layer, word-aligned.
-    static mut BUF: [u32; 256 * 256 / 4] = [0; 256 * 256 / 4];
+    /// Word-aligned room for a 256×256 layer plus a byte of offset.
+    static mut BUF: [u32; 256 * 256 / 4 + 1] = [0; 256 * 256 / 4 + 1];
 
-    /// Interleaves `rows × cols` row-major int8 weights (`rows`, `cols`
-    /// multiples of 4 and 8) into `out`: for each group of 4 rows, for
-    /// each 4 columns, the 4 rows' words.
-    fn interleave(w: &[u8], rows: usize, cols: usize, out: &mut [u32]) {
-        let mut i = 0;
-        for g in 0..rows / 4 {
-            for k in 0..cols / 4 {
-                for r in 0..4 {
-                    let at = (4 * g + r) * cols + 4 * k;
-                    if let (Some(b), Some(o)) = (w.get(at..at + 4), out.get_mut(i)) {
-                        *o = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    }
-                    i += 1;
-                }
+    pub fn run(meter: &Meter) {
+        for (rm, x4, cols) in [
+            (blobs::SMALL_INT8, blobs::SMALL_INT8X4, 64usize),
+            (blobs::LARGE_INT8, blobs::LARGE_INT8X4, 256),
+        ] {
+            let (Ok(a), Ok(b)) = (
+                tinyppo_runtime::Blob::parse(rm),
+                tinyppo_runtime::Blob::parse(x4),
+            ) else {
+                fail(format_args!("x4 bench blobs"))
+            };
+            let (Some(la), Some(lb)) = (a.layers().nth(1), b.layers().nth(1)) else {
+                fail(format_args!("x4 bench blobs have no second layer"))
+            };
+            if !lb.interleaved || lb.weights.as_ptr() as usize % 4 != 0 {
+                fail(format_args!(
+                    "the int8x4 bench layer is not interleaved and aligned"
+                ))
+            }
+            let x: [[f32; 256]; 1] = observations(0.9);
+            let mut q = QVec::<256>::new();
+            let s_x = kernels::quantize(&x[0][..cols], &mut q);
+            let (mut ra, mut rb) = ([0i32; 256], [0i32; 256]);
+            let rows = la.rows;
+            let na = meter.per_call(|_| {
+                kernels::matvec_i8(la.weights, black_box(&q).as_input(cols), &mut ra[..rows]);
+                black_box(&ra);
+            });
+            let nb = meter.per_call(|_| {
+                kernels::matvec_i8x4(lb.weights, black_box(&q).as_input(cols), &mut rb[..rows]);
+                black_box(&rb);
+            });
+            heprintln!(
+                "part\tmatvec_i8 {}x{} (row-major, unaligned LDR)\t{}",
+                rows,
+                cols,
+                na
+            );
+            heprintln!(
+                "part\tmatvec_i8x4 {}x{} (interleaved, aligned: LDM)\t{}",
+                rows,
+                cols,
+                nb
+            );
+            heprintln!(
+                "info\tmatvec_i8x4 {}x{} equals matvec_i8\t{}",
+                rows,
+                cols,
+                ra[..rows] == rb[..rows]
+            );
+            if cols == 64 {
+                // The whole hidden layer, both layouts.
+                let mut q2 = QVec::<64>::new();
+                let mut acc = [0i32; 64];
+                let q64 = {
+                    let mut v = QVec::<64>::new();
+                    kernels::quantize(&x[0][..64], &mut v);
+                    v
+                };
+                let n = meter.per_call(|_| {
+                    kernels::matvec_i8x4(lb.weights, black_box(&q64).as_input(64), &mut acc);
+                    black_box(kernels::requant_tanh(
+                        &acc, lb.scales, lb.bias, s_x, &mut q2,
+                    ));
+                    black_box(&q2);
+                });
+                heprintln!("layer\t64x64 int8x4\t4096\t{}", n);
             }
         }
+        shapes();
     }
 
-    /// `acc_r = Σ_c q_rc·p_c` for `4·groups` rows from the interleaved,
-    /// aligned `w`: per 4 columns, 1 `LDRD` (inputs), 1 `LDM` (16
-    /// weights), 8 `SXTB16`, 8 `SMLAD`.
-    #[allow(unsafe_code)]
-    fn matvec(w: &[u32], groups: usize, cols: usize, h: &[i16], acc: &mut [i32]) {
-        if groups == 0 || w.len() < groups * cols || h.len() < cols || acc.len() < 4 * groups {
-            return;
-        }
-        let x = h.as_ptr();
-        // SAFETY: reads groups·cols words of `w` (checked above) with
-        // LDM (word-aligned: a `[u32]`), the `cols` i16 of `h` with LDRD
-        // (`QVec` is word-aligned), writes 4·groups i32 of `acc`; r6, r7
-        // are saved and restored; the stack slots are this block's own.
-        unsafe {
-            core::arch::asm!(
-                "push {{r6, r7}}",
-                "sub sp, #16",
-                "str r0, [sp]",
-                "str r1, [sp, #4]",
-                "str lr, [sp, #8]",
-                "2:",
-                "movs r0, #0",
-                "movs r1, #0",
-                "movs r2, #0",
-                "movs r3, #0",
-                "ldr r11, [sp, #8]",
-                "1:",
-                "ldrd r4, r5, [r11], #8",
-                "ldmia r8!, {{r6, r7, r9, r10}}",
-                "sxtb16 lr, r6",
-                "smlad r0, lr, r4, r0",
-                "sxtb16 r6, r6, ror #8",
-                "smlad r0, r6, r5, r0",
-                "sxtb16 lr, r7",
-                "smlad r1, lr, r4, r1",
-                "sxtb16 r7, r7, ror #8",
-                "smlad r1, r7, r5, r1",
-                "sxtb16 lr, r9",
-                "smlad r2, lr, r4, r2",
-                "sxtb16 r9, r9, ror #8",
-                "smlad r2, r9, r5, r2",
-                "sxtb16 lr, r10",
-                "smlad r3, lr, r4, r3",
-                "sxtb16 r10, r10, ror #8",
-                "smlad r3, r10, r5, r3",
-                "ldrd r4, r5, [r11], #8",
-                "ldmia r8!, {{r6, r7, r9, r10}}",
-                "sxtb16 lr, r6",
-                "smlad r0, lr, r4, r0",
-                "sxtb16 r6, r6, ror #8",
-                "smlad r0, r6, r5, r0",
-                "sxtb16 lr, r7",
-                "smlad r1, lr, r4, r1",
-                "sxtb16 r7, r7, ror #8",
-                "smlad r1, r7, r5, r1",
-                "sxtb16 lr, r9",
-                "smlad r2, lr, r4, r2",
-                "sxtb16 r9, r9, ror #8",
-                "smlad r2, r9, r5, r2",
-                "sxtb16 lr, r10",
-                "smlad r3, lr, r4, r3",
-                "sxtb16 r10, r10, ror #8",
-                "smlad r3, r10, r5, r3",
-                "cmp r11, r12",
-                "bne 1b",
-                "ldr r6, [sp]",
-                "stmia r6!, {{r0, r1, r2, r3}}",
-                "str r6, [sp]",
-                "ldr r6, [sp, #4]",
-                "subs r6, #1",
-                "str r6, [sp, #4]",
-                "bne 2b",
-                "ldr lr, [sp, #8]",
-                "add sp, #16",
-                "pop {{r6, r7}}",
-                inout("r0") acc.as_mut_ptr() => _,
-                inout("r1") groups => _,
-                out("r2") _,
-                out("r3") _,
-                out("r4") _,
-                out("r5") _,
-                inout("r8") w.as_ptr() => _,
-                out("r9") _,
-                out("r10") _,
-                out("r11") _,
-                in("r12") x.wrapping_add(cols),
-                inout("lr") x => _,
-            );
-        }
-    }
-
-    /// Measures the prototype on `layer` (its rows and columns multiples
-    /// of 4 and 8) against the runtime's kernel, checks the sums agree.
-    pub fn run<const N: usize>(
-        meter: &Meter,
-        layer: &tinyppo_runtime::format::Layer<'_>,
-        q: &QVec<N>,
-    ) {
-        let (rows, cols) = (layer.rows, layer.cols);
-        if rows % 4 != 0 || cols % 8 != 0 || rows * cols > 256 * 256 || cols > N {
-            fail(format_args!("proto: shape {rows}x{cols}"));
-        }
-        // SAFETY: the bench is single-threaded and nothing else touches BUF.
+    /// The assembly against the portable loop: every multiple of 4 rows
+    /// up to 32 and of 8 columns up to 64, plus 256×256, on random bytes.
+    fn shapes() {
+        // SAFETY: the bench is single-threaded and nothing else uses BUF.
         #[allow(unsafe_code)]
         let buf: &mut [u32] = unsafe { &mut *core::ptr::addr_of_mut!(BUF) };
-        let buf = &mut buf[..rows * cols / 4];
-        interleave(layer.weights, rows, cols, buf);
-        let mut want = [0i32; 256];
-        let base = meter.per_call(|_| {
-            kernels::matvec_i8(
-                layer.weights,
-                black_box(q).as_input(cols),
-                &mut want[..rows],
-            );
-            black_box(&want);
-        });
+        let mut seed = 0x2545_F491u32;
+        for w in buf.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            // Bytes in −127..=127 (no 0x80).
+            *w = seed & 0x7F7F_7F7F;
+        }
+        // SAFETY: a [u32] viewed as bytes, same lifetime and length×4.
+        #[allow(unsafe_code)]
+        let bytes: &[u8] =
+            unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 4) };
+        let x: [[f32; 256]; 1] = observations(0.7);
+        let mut q = QVec::<256>::new();
+        kernels::quantize(&x[0], &mut q);
+        let mut checked = 0u32;
+        let mut check = |rows: usize, cols: usize| {
+            let n = rows * cols;
+            let (mut a, mut b) = ([0i32; 256], [0i32; 256]);
+            // Aligned: the assembly. One byte further: the portable loop.
+            kernels::matvec_i8x4(&bytes[..n], q.as_input(cols), &mut a[..rows]);
+            kernels::matvec_i8x4(&bytes[1..n + 1], q.as_input(cols), &mut b[..rows]);
+            let naive = |shift: usize| {
+                let mut out = [0i32; 256];
+                for (r, o) in out.iter_mut().enumerate().take(rows) {
+                    *o = (0..cols)
+                        .map(|c| {
+                            let at =
+                                shift + ((r / 4) * (cols / 4) + c / 4) * 16 + 4 * (r % 4) + c % 4;
+                            i32::from(bytes[at] as i8) * i32::from(q.get(c, cols))
+                        })
+                        .sum();
+                }
+                out
+            };
+            let (want, want1) = (naive(0), naive(1));
+            if a[..rows] != want[..rows] || b[..rows] != want1[..rows] {
+                fail(format_args!(
+                    "matvec_i8x4 {rows}x{cols} differs from the naive sum"
+                ));
+            }
+            checked += 1;
+        };
+        for rows in (4..=32).step_by(4) {
+            for cols in (8..=64).step_by(8) {
+                check(rows, cols);
+            }
+        }
+        check(256, 256);
         heprintln!(
-            "part\tmatvec_i8 {}x{} (the runtime's kernel, for the prototype below)\t{}",
-            rows,
-            cols,
-            base
-        );
-        let mut got = [0i32; 256];
-        let n = meter.per_call(|_| {
-            matvec(buf, rows / 4, cols, black_box(q.packed()), &mut got[..rows]);
-            black_box(&got);
-        });
-        heprintln!(
-            "part\tprototype (not in the runtime): matvec_i8 {}x{} with 4-row interleaved, word-aligned weights (LDM)\t{}",
-            rows,
-            cols,
-            n
-        );
-        heprintln!(
-            "info\tprototype {}x{} equals the runtime's sums\t{}",
-            rows,
-            cols,
-            got[..rows] == want[..rows]
+            "info\tmatvec_i8x4 (assembly and portable) equals the naive sum\ttrue ({} shapes)",
+            checked
         );
     }
 }
@@ -601,6 +568,26 @@ fn control_tick(meter: &Meter) {
         stats.transitions,
         stats.bytes / stats.transitions.max(1),
         per_tick
+    );
+    // The same policy re-encoded as int8x4 by build.rs (the same actions,
+    // so the same trajectory and log).
+    let Ok(x4) = Policy::<3, 1, 64>::from_bytes(blobs::POLICY_X4) else {
+        return;
+    };
+    let t0 = timing::now();
+    let st4 = run_simulated::<_, 3, 1, 64, 4>(&x4, &mut Pendulum::new(), &cfg, &mut |f| {
+        uart.write_all(f)
+    });
+    let t1 = timing::now();
+    let per_tick = u64::from(timing::ticks(t0, t1)) * INSTRUCTIONS_PER_TICK
+        / u64::from(st4.transitions.max(1));
+    heprintln!(
+        "act\tcontrol tick: run_simulated incl. logging, the policy as int8x4\t{}",
+        per_tick
+    );
+    heprintln!(
+        "info\tint8x4 policy: same return as int8\t{}",
+        st4.return_sum == stats.return_sum
     );
 }
 
