@@ -244,7 +244,7 @@ pub const REALISM_SETS: &[&str] = &[
 /// Sensor and actuator realism and the safety layer on the device: a short
 /// pendulum run with every effect of `[realism]` on (and randomized
 /// parameters), a 2-action history and `[safety]` limits, exported as
-/// `int8x4` with its self-test vectors; the firmware built with that blob runs it under
+/// `int8x4` and as `f32` with its self-test vectors; the firmware built with that blob runs it under
 /// QEMU (the blob's realism record is what the firmware applies, its
 /// control loop builds the history and applies the limits, its driver
 /// runs the self-test), and its log must be `tinyppo simulate`'s byte for
@@ -280,34 +280,40 @@ fn realism_step() -> Step {
             args.push(run.clone().into());
             let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             run_tool(&bin, &refs)?;
-            // Exported as int8x4: the device runs the interleaved kernel
-            // (LDM) on the 64×64 layer, the host the portable loop.
-            let policy = work.join("policy-x4.bin");
-            run_tool(
-                &bin,
-                &[
-                    "export".as_ref(),
-                    "--checkpoint".as_ref(),
-                    run.as_os_str(),
-                    "--quant".as_ref(),
-                    "int8x4".as_ref(),
-                    "--out".as_ref(),
-                    policy.as_os_str(),
-                ],
-            )?;
-            print!(
-                "{}",
-                run_tool(&bin, &[std::ffi::OsStr::new("inspect"), policy.as_os_str()])?
-            );
-            let b = crate::firmware::Build {
-                policy: Some(policy.clone()),
-                ..crate::firmware::Build::default()
-            };
-            let built = crate::firmware::build(&repo, ctx.toolchain()?, &b)?;
-            let device = work.join("qemu-log.bin");
-            qemu_run(built.elf, &device)?;
-            compare_with_simulate(&bin, &policy, &b, &device, &work.join("simulate-log.bin"))?;
-            check_safety_log(&bin, &device)
+            // Exported as int8x4 (the device runs the interleaved kernel,
+            // LDM, on the 64×64 layer; the host the portable loop) and as
+            // f32: with the bundled int8 blob's run above, every encoding's
+            // QEMU log is compared with simulate's.
+            for quant in ["int8x4", "f32"] {
+                let policy = work.join(format!("policy-{quant}.bin"));
+                run_tool(
+                    &bin,
+                    &[
+                        "export".as_ref(),
+                        "--checkpoint".as_ref(),
+                        run.as_os_str(),
+                        "--quant".as_ref(),
+                        quant.as_ref(),
+                        "--out".as_ref(),
+                        policy.as_os_str(),
+                    ],
+                )?;
+                print!(
+                    "{}",
+                    run_tool(&bin, &[std::ffi::OsStr::new("inspect"), policy.as_os_str()])?
+                );
+                let b = crate::firmware::Build {
+                    policy: Some(policy.clone()),
+                    ..crate::firmware::Build::default()
+                };
+                let built = crate::firmware::build(&repo, ctx.toolchain()?, &b)?;
+                let device = work.join(format!("qemu-log-{quant}.bin"));
+                qemu_run(built.elf, &device)?;
+                let host = work.join(format!("simulate-log-{quant}.bin"));
+                compare_with_simulate(&bin, &policy, &b, &device, &host)?;
+                check_safety_log(&bin, &device)?;
+            }
+            Ok(())
         },
     )
 }
