@@ -193,9 +193,9 @@ fn the_paired_gain_is_zero_on_policy_and_narrower_than_the_estimate() {
     let est = bootstrap(&eps, GAMMA, Estimator::Wdr, 400, 0.05, 2);
     let g = bootstrap_by(&eps, 400, 0.05, 2, |p| gain(p, GAMMA));
     let (w_est, w_gain) = (est.upper - est.lower, g.upper - g.lower);
-    // Measured: 0.60 against 3.4.
+    // Measured: 0.56 against 1.56.
     assert!(
-        w_gain < 0.4 * w_est,
+        w_gain < 0.5 * w_est,
         "gain width {w_gain} vs estimate {w_est}"
     );
 }
@@ -241,7 +241,7 @@ fn the_k3_kl_is_half_the_squared_mean_shift_and_predicts_the_ess() {
     assert!((kl / (d * d / 2.0) - 1.0).abs() < 0.05, "KL {kl}");
     let ess = ess_fraction(&eps);
     let want = (-2.0 * t as f64 * kl).exp();
-    // Measured: 0.139 against 0.135.
+    // Measured: 0.155 against 0.136 (KL 0.00500).
     assert!((ess / want - 1.0).abs() < 0.3, "ESS {ess} vs {want}");
     // π = μ: 0; a step π cannot produce: infinite.
     let mut same = eps[..3].to_vec();

@@ -583,6 +583,15 @@ pub struct CalibrationPoint {
     pub accepted: bool,
 }
 
+/// A panel of [`calibration_plot`]: title, axis labels, and the point's
+/// `(x, y, lower bound of y)`.
+type Coords = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Box<dyn Fn(&CalibrationPoint) -> (f64, f64, f64)>,
+);
+
 /// Two scatter panels, estimated against true: the return (estimate •,
 /// lower bound ▲ below it on a segment) and the gain over the behaviour
 /// (estimate, paired lower bound), with the diagonal `y = x` (a lower
@@ -596,12 +605,7 @@ pub fn calibration_plot(path: &Path, points: &[CalibrationPoint]) -> Result<()> 
         let root = BitMapBackend::new(&tmp, (1200, 560)).into_drawing_area();
         root.fill(&WHITE)?;
         let areas = root.split_evenly((1, 2));
-        let panels: [(
-            &str,
-            &str,
-            &str,
-            Box<dyn Fn(&CalibrationPoint) -> (f64, f64, f64)>,
-        ); 2] = [
+        let panels: [Coords; 2] = [
             (
                 "return: WDR estimate and its lower bound",
                 "true return (100 fresh episodes, stochastic)",

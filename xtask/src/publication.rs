@@ -331,6 +331,10 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
     std::fs::write(&csv, s).with_context(|| format!("writing {}", csv.display()))?;
     let summary = |name: &str, sel: &dyn Fn(&Candidate) -> bool| {
         let v: Vec<&Candidate> = cands.iter().filter(|c| sel(c)).collect();
+        if v.is_empty() {
+            println!("| {name} | 0 | | | | | | | |");
+            return;
+        }
         let n = v.len().max(1) as f64;
         let mean = |f: &dyn Fn(&Candidate) -> f64| v.iter().map(|c| f(c)).sum::<f64>() / n;
         let frac = |f: &dyn Fn(&Candidate) -> bool| v.iter().filter(|c| f(c)).count();
