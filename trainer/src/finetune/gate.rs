@@ -18,8 +18,8 @@
 //! taken as known; `paired` bootstraps the gain `V̂_WDR(π) − Ĝ_μ` on the
 //! same resamples ([`crate::ope::gain`]) and accepts when its lower bound
 //! is above 0. Both quantities are estimated from the same episodes, and
-//! most of their variance is the episodes' (the initial angle of a
-//! pendulum decides much of its return, under any policy), so the
+//! most of their variance is the episodes' (an episode's initial state
+//! decides much of its return, under any policy), so the
 //! difference has a much smaller variance than either, and the paired test
 //! also accounts for `Ĝ_μ`'s own error, which the unpaired one ignores.
 
