@@ -679,3 +679,91 @@ fn offpolicy_the_gate_keeps_the_version_when_the_logs_cannot_vouch_for_the_candi
     let last: Vec<&str> = m.lines().last().unwrap().split(',').collect();
     assert_eq!(last[col], "1");
 }
+
+/// `--kl-budget` bounds the whole fine-tune's distance from the logs'
+/// policy: with a learning rate that takes the first iterate far past the
+/// budget (checked without it), the line search shortens that iterate
+/// onto the budget (`step_scale` < 1), the fine-tune ends there, and every
+/// judged candidate's `KL(μ‖π)` is within it. `--keep-candidates` keeps
+/// one blob per judged iterate, named with its policy id in
+/// `candidates.json`, and its decision matches the metrics row.
+#[test]
+fn offpolicy_the_kl_budget_keeps_every_candidate_within_it() {
+    let tmp = TempDir::new("offpolicy-kl-budget");
+    let run_dir = tmp.path().join("run");
+    train_small(&run_dir);
+    let v1 = std::fs::read(run_dir.join("policy.bin")).unwrap();
+    let log = tmp.path().join("v1.log");
+    write_log(&v1, 20, 5, &log);
+    let budget = 0.002;
+    let finetune = |out: &Path, keep: &Path, extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut a = vec![
+            "finetune",
+            "--checkpoint",
+            s(&run_dir),
+            "--out",
+            s(out),
+            "--logs",
+            s(&log),
+            "--iterations",
+            "3",
+            "--learning-rate",
+            "0.01",
+            "--accept",
+            "always",
+            "--keep-candidates",
+            s(keep),
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        ok(&a);
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(keep.join("candidates.json")).unwrap())
+                .unwrap();
+        j["candidates"].as_array().unwrap().clone()
+    };
+    let free = finetune(&tmp.path().join("free"), &tmp.path().join("free-c"), &[]);
+    assert_eq!(free.len(), 3, "one candidate per iteration");
+    let kl0 = free[0]["decision"]["kl_mu"].as_f64().unwrap();
+    assert!(
+        kl0 > 4.0 * budget,
+        "the first iterate is past the budget: {kl0}"
+    );
+
+    let b = budget.to_string();
+    let keep = tmp.path().join("kept");
+    let out = tmp.path().join("budget");
+    let cands = finetune(&out, &keep, &["--kl-budget", &b]);
+    assert_eq!(
+        cands.len(),
+        1,
+        "the fine-tune ends at the budget: {cands:?}"
+    );
+    let c = &cands[0];
+    let scale = c["step_scale"].as_f64().unwrap();
+    assert!(scale > 0.0 && scale < 1.0, "{scale}");
+    let kl = c["decision"]["kl_mu"].as_f64().unwrap();
+    assert!(kl <= budget, "{kl} > {budget}");
+    // Bisection to 1/256 lands near the budget, not far inside it.
+    assert!(kl > 0.25 * budget, "{kl}");
+    let blob = std::fs::read(keep.join(c["file"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        format!("{:08x}", policy_id(&blob).unwrap()),
+        c["policy_id"].as_str().unwrap()
+    );
+    let m = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = m.lines().next().unwrap().split(',').collect();
+    let last: Vec<&str> = m.lines().last().unwrap().split(',').collect();
+    let cell = |k: &str| last[header.iter().position(|h| *h == k).unwrap()];
+    assert_eq!(cell("offpolicy/step_scale").parse::<f64>().unwrap(), scale);
+    assert_eq!(cell("gate/kl_mu").parse::<f64>().unwrap(), kl);
+    // The published blob has the same means as the judged one (only σ
+    // differs): the mean actions agree.
+    let published = std::fs::read(out.join("policy.bin")).unwrap();
+    let (pa, pb) = (
+        Policy::<3, 1, 256>::from_bytes(&published).unwrap(),
+        Policy::<3, 1, 256>::from_bytes(&blob).unwrap(),
+    );
+    let x = [0.3f32, -0.2, 0.5];
+    assert_eq!(pa.mean(&x).unwrap(), pb.mean(&x).unwrap());
+}

@@ -30,7 +30,7 @@ use tinyppo_runtime::Blob;
 use crate::checkpoint;
 use crate::config;
 use crate::export::{export_blob, PolicyIndex, Quant};
-use crate::finetune::{finetune, Accept, FinetuneConfig, ImportReport, Progress};
+use crate::finetune::{finetune, Accept, FinetuneConfig, GateTest, ImportReport, Progress};
 use crate::logs;
 use crate::offpolicy::IsCorrection;
 use crate::realism::Realism;
@@ -161,8 +161,17 @@ enum Cmd {
     /// lowest–highest), the other axes at their nominal value or --at.
     Plot {
         /// Run directories (each with config.toml and metrics.csv).
-        #[arg(required_unless_present = "sweep", conflicts_with = "sweep")]
+        #[arg(
+            required_unless_present_any = ["sweep", "calibration"],
+            conflicts_with_all = ["sweep", "calibration"]
+        )]
         runs: Vec<PathBuf>,
+        /// Instead, the calibration of off-policy estimates: a CSV with
+        /// columns true_return, estimate, lower, true_gain, gain,
+        /// gain_lower, accepted (one row per candidate, as `cargo xtask
+        /// loop --publication` writes), drawn estimated against true.
+        #[arg(long, value_name = "CSV", conflicts_with = "sweep")]
+        calibration: Option<PathBuf>,
         /// LABEL=PATH: a sweep.json (or the --out directory holding it)
         /// drawn as line LABEL; repeat the label for several seeds.
         #[arg(long, value_name = "LABEL=PATH")]
@@ -467,6 +476,26 @@ struct FinetuneArgs {
     /// fine-tune stops when an iterate falls below it.
     #[arg(long, default_value_t = FinetuneConfig::default().min_ess)]
     min_ess: f64,
+    /// What the lower bound is of: the estimated gain over the logged
+    /// return, bootstrapped on the same resamples (`paired`, default), or
+    /// the candidate's estimate alone, compared with the logged return as
+    /// if it were known (`unpaired`).
+    #[arg(long, value_enum, default_value_t = FinetuneConfig::default().gate_test)]
+    gate_test: GateTest,
+    /// Budget of the per-step KL(μ‖π) of the candidate from the logs'
+    /// policy over the whole fine-tune (k3 estimate on the logged steps,
+    /// the candidate's means at the behaviour's σ): the iteration that
+    /// would exceed it is shortened by a line search onto it and the
+    /// fine-tune ends there. 0: no budget. The ESS of whole-episode
+    /// weights over T-step episodes is about exp(−2·T·KL).
+    #[arg(long, value_name = "KL", default_value_t = FinetuneConfig::default().kl_budget)]
+    kl_budget: f64,
+    /// Write the int8 blob of every candidate the gate judged (the
+    /// iterate's means at the behaviour's σ) and its decision
+    /// (candidates.json) to DIR, e.g. to check the gate's estimates
+    /// against simulated returns.
+    #[arg(long, value_name = "DIR")]
+    keep_candidates: Option<PathBuf>,
     /// Print the summary (the decision, its estimates, the versions) as
     /// one JSON object.
     #[arg(long)]
@@ -500,6 +529,11 @@ where
             out,
             ..
         } if !sweep.is_empty() => plot_sweeps(&sweep, &axis, &at, &out),
+        Cmd::Plot {
+            calibration: Some(csv),
+            out,
+            ..
+        } => plot_calibration(&csv, &out),
         Cmd::Plot { runs, out, .. } => plot_runs(&runs, &out),
         Cmd::Eval(a) => eval(reg, &a),
         Cmd::Export {
@@ -640,6 +674,59 @@ fn plot_sweeps(sweeps: &[String], axes: &[String], at: &[String], out: &Path) ->
     }
     crate::sweep::compare_plot(out, &sweeps, axes, &at)?;
     outln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn plot_calibration(csv_path: &Path, out: &Path) -> Result<()> {
+    let mut r = csv::Reader::from_path(csv_path)
+        .with_context(|| format!("reading {}", csv_path.display()))?;
+    let header: Vec<String> = r
+        .headers()
+        .with_context(|| format!("reading {}", csv_path.display()))?
+        .iter()
+        .map(String::from)
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: no column `{name}` in the header", csv_path.display()))
+    };
+    let cols = [
+        "true_return",
+        "estimate",
+        "lower",
+        "true_gain",
+        "gain",
+        "gain_lower",
+        "accepted",
+    ]
+    .map(col);
+    let mut idx = [0usize; 7];
+    for (i, c) in cols.into_iter().enumerate() {
+        idx[i] = c?;
+    }
+    let mut points = Vec::new();
+    for (n, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("parsing {}", csv_path.display()))?;
+        let v = |i: usize| -> Result<f64> {
+            rec.get(idx[i])
+                .unwrap_or("")
+                .parse::<f64>()
+                .with_context(|| format!("{}: row {}, column {}", csv_path.display(), n + 2, i))
+        };
+        points.push(report::CalibrationPoint {
+            true_return: v(0)?,
+            estimate: v(1)?,
+            lower: v(2)?,
+            true_gain: v(3)?,
+            gain: v(4)?,
+            gain_lower: v(5)?,
+            accepted: v(6)? != 0.0,
+        });
+    }
+    report::calibration_plot(out, &points)?;
+    outln!("wrote {} ({} candidates)", out.display(), points.len());
     Ok(())
 }
 
@@ -1473,6 +1560,9 @@ fn finetune_cmd(reg: &Registry, a: FinetuneArgs) -> Result<()> {
         confidence: a.confidence,
         ope_resamples: a.ope_resamples,
         min_ess: a.min_ess,
+        gate_test: a.gate_test,
+        kl_budget: a.kl_budget,
+        keep_candidates: a.keep_candidates,
         ..FinetuneConfig::default()
     };
     let quiet = a.quiet || a.json;
@@ -1512,7 +1602,7 @@ fn finetune_cmd(reg: &Registry, a: FinetuneArgs) -> Result<()> {
         outln!(
             "gate: {}: {}",
             if o.decision.accepted {
-                if o.decision.lower > o.decision.behaviour_return {
+                if o.decision.beats() {
                     "published"
                 } else {
                     "published (--accept always)"

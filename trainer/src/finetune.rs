@@ -40,7 +40,7 @@ use crate::registry::{RegisteredPlant, Registry};
 
 pub mod gate;
 pub mod import;
-pub use gate::{Accept, Decision, Gate};
+pub use gate::{Accept, Decision, Gate, GateOpts, GateTest};
 pub use import::{import_log, runtime_log_probs, Dataset, ImportCtx, ImportReport};
 
 /// Options of a fine-tune. `None` means "the checkpoint's configuration".
@@ -95,6 +95,17 @@ pub struct FinetuneConfig {
     /// whole-episode weights: below it the logs cannot judge a candidate,
     /// and the fine-tune stops (later iterates only move farther).
     pub min_ess: f64,
+    /// What the gate's lower bound is of: the gain over the logged return
+    /// (`paired`) or the candidate's estimate alone (`unpaired`).
+    pub gate_test: GateTest,
+    /// Budget of the per-step `KL(μ‖π)` of the candidate from the logs'
+    /// policy over the **whole** fine-tune (0 = none): an iteration that
+    /// takes the candidate past it is shortened by a line search onto the
+    /// budget, and the fine-tune ends there.
+    pub kl_budget: f64,
+    /// Write every candidate the gate judged (its int8 blob, as judged)
+    /// and its decision to this directory (`candidates.json`).
+    pub keep_candidates: Option<PathBuf>,
 }
 
 impl FinetuneConfig {
@@ -117,7 +128,13 @@ impl FinetuneConfig {
                 "a confidence in (0.5, 1)",
             )
             .count("--ope-resamples", self.ope_resamples as u64, 10, 1 << 20)
-            .within("--min-ess", self.min_ess as f32, 0.0, 1.0);
+            .within("--min-ess", self.min_ess as f32, 0.0, 1.0)
+            .rule(
+                self.kl_budget >= 0.0 && self.kl_budget.is_finite(),
+                "--kl-budget",
+                self.kl_budget,
+                "a finite KL ≥ 0 (0: no budget)",
+            );
         if let Some(g) = self.gamma {
             c.within("--gamma", g, 0.0, 1.0);
         }
@@ -168,6 +185,9 @@ impl Default for FinetuneConfig {
             confidence: 0.95,
             ope_resamples: 1000,
             min_ess: 0.1,
+            gate_test: GateTest::Paired,
+            kl_budget: 0.0,
+            keep_candidates: None,
         }
     }
 }
@@ -231,6 +251,9 @@ pub struct FinetuneMetrics {
     pub dropped_lag: usize,
     /// Records of unknown policy ids.
     pub unknown: usize,
+    /// Fraction of the iteration's update kept by the `--kl-budget` line
+    /// search (1: the whole update).
+    pub step_scale: f64,
     /// `log μ` mismatches (logged vs recomputed).
     pub mu_mismatches: usize,
     /// Largest `|logged − recomputed log μ|`.
@@ -316,6 +339,24 @@ impl FinetuneMetrics {
                 self.decision
                     .map_or(String::new(), |d| d.episodes.to_string()),
             ),
+            (
+                "gate/gain",
+                self.decision.map_or(String::new(), |d| d.gain.to_string()),
+            ),
+            (
+                "gate/gain_lower",
+                self.decision
+                    .map_or(String::new(), |d| d.gain_lower.to_string()),
+            ),
+            (
+                "gate/ess",
+                self.decision.map_or(String::new(), |d| d.ess.to_string()),
+            ),
+            (
+                "gate/kl_mu",
+                self.decision.map_or(String::new(), |d| d.kl_mu.to_string()),
+            ),
+            ("offpolicy/step_scale", self.step_scale.to_string()),
         ]
     }
 
@@ -340,8 +381,19 @@ impl FinetuneMetrics {
             }
         ) + &match self.decision {
             Some(d) => format!(
-                " | OPE {:.1} (lower {:.1}) vs logged {:.1}, ess {:.3}",
-                d.estimate, d.lower, d.behaviour_return, d.ess
+                " | OPE {:.1} (lower {:.1}) vs logged {:.1}, gain {:+.1} (lower {:+.1}), ess {:.3} kl(μ‖π) {:.5}{}",
+                d.estimate,
+                d.lower,
+                d.behaviour_return,
+                d.gain,
+                d.gain_lower,
+                d.ess,
+                d.kl_mu,
+                if self.step_scale < 1.0 {
+                    format!(" | step ×{:.3} (KL budget)", self.step_scale)
+                } else {
+                    String::new()
+                }
             ),
             None => String::new(),
         }
@@ -589,27 +641,56 @@ pub fn finetune(
     // as it would be logged next, and the only change IS can estimate well
     // from these logs (a narrower σ alone would look like an improvement
     // of the noisy logged return, not of the policy).
-    let judge = |st: &TrainState| -> Result<Decision> {
+    let judged_blob = |st: &TrainState| -> Result<Vec<u8>> {
         let mut s = st.clone();
         let r = s.model.log_std_range();
         s.model.params[r].copy_from_slice(&log_std_behaviour);
-        let blob = export_blob(&s, &plant, Quant::Int8)?;
-        let mut d = gate.decide(
-            &plant,
-            &blob,
-            &st.model,
-            reward_std,
-            fc.accept,
-            fc.confidence,
-            fc.ope_resamples,
-            fc.seed.unwrap_or(cfg.seed) ^ 0x6A7E,
-        )?;
+        export_blob(&s, &plant, Quant::Int8)
+    };
+    let gate_opts = GateOpts {
+        accept: fc.accept,
+        test: fc.gate_test,
+        confidence: fc.confidence,
+        resamples: fc.ope_resamples,
+        seed: fc.seed.unwrap_or(cfg.seed) ^ 0x6A7E,
+    };
+    let judge = |st: &TrainState| -> Result<(Decision, Vec<u8>)> {
+        let blob = judged_blob(st)?;
+        let mut d = gate.decide(&plant, &blob, &st.model, reward_std, &gate_opts)?;
         d.min_ess = fc.min_ess;
         if fc.accept == Accept::Improvement && d.ess < fc.min_ess {
             d.accepted = false;
         }
-        Ok(d)
+        Ok((d, blob))
     };
+    // The KL budget's line search: the largest `α` (on a grid of 1/256)
+    // with the candidate `θ_prev + α (θ − θ_prev)` within the budget,
+    // bisecting on the assumption that the divergence grows with `α`
+    // (0: not even 1/256 of the update fits, the previous iterate stays).
+    let line_search = |prev: &TrainState, st: &mut TrainState| -> Result<f64> {
+        let new = st.model.params.clone();
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..8 {
+            let a = 0.5 * (lo + hi);
+            for ((p, &n), &o) in st.model.params.iter_mut().zip(&new).zip(&prev.model.params) {
+                *p = o + a as f32 * (n - o);
+            }
+            let (kl, _) = gate.divergence(&plant, &judged_blob(st)?)?;
+            if kl <= fc.kl_budget {
+                lo = a;
+            } else {
+                hi = a;
+            }
+        }
+        for ((p, &n), &o) in st.model.params.iter_mut().zip(&new).zip(&prev.model.params) {
+            *p = o + lo as f32 * (n - o);
+        }
+        Ok(lo)
+    };
+    if let Some(dir) = &fc.keep_candidates {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut kept_candidates = Vec::new();
     // The latest iterate the gate accepted: (state, rows, decision).
     let mut best: Option<(TrainState, usize, Decision)> = None;
     for it in 1..=fc.iterations {
@@ -647,6 +728,7 @@ pub fn finetune(
         if n < 2 {
             bail!("fine-tune iteration {it}: fewer than 2 usable steps");
         }
+        let prev = (fc.kl_budget > 0.0).then(|| state.clone());
         let row = update(
             &mut state,
             data,
@@ -689,15 +771,45 @@ pub fn finetune(
             ..row
         };
         let mut m = m;
-        let d = judge(&state)?;
+        // The whole fine-tune's KL budget from μ: past it, the update is
+        // shortened onto the budget and the fine-tune ends.
+        let mut spent = false;
+        if let Some(prev) = &prev {
+            let (kl, _) = gate.divergence(&plant, &judged_blob(&state)?)?;
+            if kl > fc.kl_budget {
+                spent = true;
+                m.step_scale = line_search(prev, &mut state)?;
+            }
+        }
+        let (d, blob) = judge(&state)?;
         m.decision = Some(d);
         progress(Progress::Iteration(&m, fc.iterations));
+        if let Some(dir) = &fc.keep_candidates {
+            let file = format!("iter-{it:03}.bin");
+            write_atomic(&dir.join(&file), &blob)?;
+            kept_candidates.push(serde_json::json!({
+                "iteration": it,
+                "file": file,
+                "policy_id": format!("{:08x}", policy_id(&blob)?),
+                "step_scale": m.step_scale,
+                "decision": d,
+            }));
+            let record = serde_json::json!({
+                "parent": parent_version,
+                "note": "int8 blobs of every candidate the gate judged: the iterate's means at the behaviour's σ",
+                "candidates": kept_candidates,
+            });
+            write_atomic(
+                &dir.join("candidates.json"),
+                serde_json::to_string_pretty(&record)?.as_bytes(),
+            )?;
+        }
         rows.push(m);
         if d.accepted && d.ess >= fc.min_ess {
             best = Some((state.clone(), rows.len(), d));
         }
         // Later iterates only move farther from the logs' policy.
-        if fc.accept == Accept::Improvement && d.ess < fc.min_ess {
+        if spent || (fc.accept == Accept::Improvement && d.ess < fc.min_ess) {
             break;
         }
     }
@@ -824,6 +936,11 @@ fn judge_none() -> Decision {
         confidence: 0.0,
         ess: 0.0,
         min_ess: 0.0,
+        test: GateTest::Paired,
+        gain: f64::NAN,
+        gain_lower: f64::NAN,
+        gain_upper: f64::NAN,
+        kl_mu: f64::NAN,
     }
 }
 
@@ -1045,6 +1162,7 @@ fn update(
         trace_cut_frac: trace_cut as f64 / n as f64,
         weight_max: weights.iter().copied().fold(0.0, f32::max),
         kl_mu_prox: kl_behaviour_prox(&log_rhos),
+        step_scale: 1.0,
         ..FinetuneMetrics::default()
     })
 }

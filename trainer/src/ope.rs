@@ -143,8 +143,30 @@ pub fn bootstrap(
     alpha: f64,
     seed: u64,
 ) -> Interval {
+    bootstrap_by(eps, resamples, alpha, seed, |p| {
+        estimator.estimate(p, gamma)
+    })
+}
+
+/// [`bootstrap`] of any statistic `f` of a set of episodes: `f` on all of
+/// `eps`, and the `alpha` and `1 − alpha` quantiles of `f` on the
+/// resamples. Every statistic bootstrapped with the same `seed` sees the
+/// same resamples.
+///
+/// The gate's paired test bootstraps `f = WDR(π) − mean return` ([`gain`]):
+/// the candidate's estimate and the behaviour's logged return move together
+/// from one resample to the next (an episode that starts hanging down
+/// lowers both), so the interval of their difference is much narrower
+/// than that of the estimate alone.
+pub fn bootstrap_by(
+    eps: &[Episode],
+    resamples: usize,
+    alpha: f64,
+    seed: u64,
+    f: impl Fn(&[&Episode]) -> f64,
+) -> Interval {
     let all: Vec<&Episode> = eps.iter().collect();
-    let estimate = estimator.estimate(&all, gamma);
+    let estimate = f(&all);
     let n = eps.len();
     if n == 0 || resamples == 0 {
         return Interval {
@@ -157,7 +179,7 @@ pub fn bootstrap(
     let mut draws: Vec<f64> = (0..resamples)
         .map(|_| {
             let pick: Vec<&Episode> = (0..n).map(|_| &eps[rng.random_range(0..n)]).collect();
-            estimator.estimate(&pick, gamma)
+            f(&pick)
         })
         .filter(|v| v.is_finite())
         .collect();
@@ -193,4 +215,52 @@ pub fn ess_fraction(eps: &[Episode]) -> f64 {
     let w: Vec<f64> = logw.iter().map(|l| (l - max).exp()).collect();
     let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), x| (a + x, b + x * x));
     s * s / s2 / eps.len() as f64
+}
+
+/// The mean discounted logged return `(1/n) Σ_i Σ_t γ^t r_{i,t}`: the
+/// behaviour's value estimated on its own episodes.
+pub fn mean_return(eps: &[&Episode], gamma: f64) -> f64 {
+    if eps.is_empty() {
+        return f64::NAN;
+    }
+    eps.iter()
+        .map(|e| {
+            e.rewards
+                .iter()
+                .scan(1.0f64, |d, &r| {
+                    let v = *d * r;
+                    *d *= gamma;
+                    Some(v)
+                })
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / eps.len() as f64
+}
+
+/// The estimated improvement of the candidate over the behaviour on the
+/// same episodes, `V̂_WDR(π) − (1/n) Σ_i G_i`: the statistic of the gate's
+/// paired test (0 when `π = μ`).
+pub fn gain(eps: &[&Episode], gamma: f64) -> f64 {
+    Estimator::Wdr.estimate(eps, gamma) - mean_return(eps, gamma)
+}
+
+/// The k3 estimate of the per-step `KL(μ‖π)` from steps logged under `μ`,
+/// `mean_t ((ρ_t − 1) − log ρ_t)` with `ρ_t = π/μ` (≥ 0 term by term, 0
+/// when `π = μ`). For a Gaussian mean shift of `d` standard deviations per
+/// step it is `d²/2`, and the log whole-episode weight over `T` steps has
+/// variance `2·T·KL` under `μ`: the ESS of whole-episode weights is then
+/// about `exp(−2·T·KL)`. A step with `log ρ = −∞` (the runtime refused the
+/// step) makes the divergence infinite.
+pub fn kl_behaviour(eps: &[Episode]) -> f64 {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for &l in eps.iter().flat_map(|e| &e.log_ratio) {
+        sum += l.exp_m1() - l;
+        n += 1;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
 }

@@ -562,3 +562,130 @@ pub fn heat_map(
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// One candidate of a [`calibration_plot`]: the off-policy estimates of a
+/// policy's return from logs, beside its true return.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CalibrationPoint {
+    /// The true return (simulated).
+    pub true_return: f64,
+    /// The estimate.
+    pub estimate: f64,
+    /// Its lower confidence bound.
+    pub lower: f64,
+    /// The true gain over the behaviour policy.
+    pub true_gain: f64,
+    /// The estimated gain.
+    pub gain: f64,
+    /// Its (paired) lower confidence bound.
+    pub gain_lower: f64,
+    /// The gate accepted the candidate.
+    pub accepted: bool,
+}
+
+/// A panel of [`calibration_plot`]: title, axis labels, and the point's
+/// `(x, y, lower bound of y)`.
+type Coords = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Box<dyn Fn(&CalibrationPoint) -> (f64, f64, f64)>,
+);
+
+/// Two scatter panels, estimated against true: the return (estimate •,
+/// lower bound ▲ below it on a segment) and the gain over the behaviour
+/// (estimate, paired lower bound), with the diagonal `y = x` (a lower
+/// bound under it covers the truth) and, for the gain, the axes at 0 (a
+/// candidate right of the vertical is truly better; the gate accepts above
+/// the horizontal). Green: accepted; red: rejected. PNG written atomically.
+pub fn calibration_plot(path: &Path, points: &[CalibrationPoint]) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (1200, 560)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((1, 2));
+        let panels: [Coords; 2] = [
+            (
+                "return: WDR estimate and its lower bound",
+                "true return (100 fresh episodes, stochastic)",
+                "estimated from the logs",
+                Box::new(|p| (p.true_return, p.estimate, p.lower)),
+            ),
+            (
+                "gain over the behaviour: estimate and paired lower bound",
+                "true gain (candidate − behaviour, same episodes)",
+                "estimated gain",
+                Box::new(|p| (p.true_gain, p.gain, p.gain_lower)),
+            ),
+        ];
+        for ((title, xl, yl, f), area) in panels.iter().zip(&areas) {
+            let pts: Vec<(f64, f64, f64, bool)> = points
+                .iter()
+                .map(|p| {
+                    let (x, y, lo) = f(p);
+                    (x, y, lo, p.accepted)
+                })
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+            for &(x, y, l, _) in &pts {
+                for v in [x, y, l].into_iter().filter(|v| v.is_finite()) {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            if lo > hi {
+                (lo, hi) = (0.0, 1.0);
+            }
+            let pad = ((hi - lo) * 0.04).max(1e-6);
+            let (lo, hi) = (lo - pad, hi + pad);
+            let mut chart = ChartBuilder::on(area)
+                .caption(*title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(lo..hi, lo..hi)?;
+            chart.configure_mesh().x_desc(*xl).y_desc(*yl).draw()?;
+            chart
+                .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.stroke_width(1)))?
+                .label("y = x")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
+            if lo < 0.0 && hi > 0.0 {
+                let grey = RGBColor(150, 150, 150);
+                chart.draw_series(LineSeries::new([(lo, 0.0), (hi, 0.0)], grey))?;
+                chart.draw_series(LineSeries::new([(0.0, lo), (0.0, hi)], grey))?;
+            }
+            let green = RGBColor(30, 150, 60);
+            let red = RGBColor(200, 40, 40);
+            for (accepted, label, color) in [(true, "accepted", green), (false, "rejected", red)] {
+                let sel: Vec<_> = pts.iter().filter(|p| p.3 == accepted).collect();
+                chart.draw_series(sel.iter().filter(|p| p.2.is_finite()).map(|p| {
+                    PathElement::new([(p.0, p.2), (p.0, p.1)], color.mix(0.35).stroke_width(1))
+                }))?;
+                chart.draw_series(
+                    sel.iter()
+                        .filter(|p| p.2.is_finite())
+                        .map(|p| TriangleMarker::new((p.0, p.2), 4, color.mix(0.7).filled())),
+                )?;
+                chart
+                    .draw_series(
+                        sel.iter()
+                            .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
+                    )?
+                    .label(format!("{label} (• estimate, ▲ lower bound)"))
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 3, color.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        root.present()
+            .with_context(|| format!("rendering {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -23,8 +23,8 @@
 //! Evaluation: `tinyppo eval --episodes 100 --seed 12345` (mean action),
 //! the same for every policy, so differences are the policies'.
 //!
-//! Not yet wired into `main.rs`: dispatch `["loop", rest @ ..]` to
-//! `loop_cmd::run(&root, &loop_cmd::LoopOpts::parse(rest)?)`.
+//! `cargo xtask loop --publication` is the other loop benchmark, of the
+//! publication gate ([`crate::publication`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

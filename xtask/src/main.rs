@@ -18,8 +18,8 @@ mod elf;
 mod example;
 mod firmware;
 mod fuzz;
-mod gate_bench;
 mod loop_cmd;
+mod publication;
 mod qemu;
 mod sizes;
 mod toolchain;
@@ -39,10 +39,7 @@ commands:
   bench-train [--seeds N] [--env NAME]...
                 train every plant over N seeds (default 5) and print the
                 benchmark table (steps, seconds, steps/s, int8 eval return)
-  gate [--seeds N]
-                what finetune's publication gate publishes: pendulum seeds
-                1..N (default 6) trained 30k and 100k steps, 100 logged
-                episodes each, true returns before and after
+  gate …        alias of `loop --publication …` (see below)
   curves [--seeds N] [--out FILE]
                 learning curves of reinforce, a2c, ppo and trpo on pendulum and
                 cartpole over N seeds (default 5): final int8 eval table and
@@ -66,7 +63,7 @@ commands:
   bench-mcu [--json]
                 instruction counts of act(), the device math table, firmware
                 size and RAM high-water, under QEMU -icount
-  loop …        the off-policy loop benchmark (see below)
+  loop …        the off-policy loop benchmarks (see below)
   bench-robust …
                 the sim-to-real benchmark (see below)
   fuzz …        the fuzz targets (see below)
@@ -154,13 +151,8 @@ fn run() -> Result<()> {
             }
             curves::run(&root, seeds, &out)
         }
-        ["gate", rest @ ..] => {
-            let seeds = match rest {
-                [] => 6,
-                ["--seeds", n] => n.parse().context("--seeds")?,
-                other => bail!("gate: unknown arguments {other:?}\n\n{USAGE}"),
-            };
-            gate_bench::run(&root, seeds)
+        ["gate", rest @ ..] | ["loop", "--publication", rest @ ..] => {
+            publication::run(&root, &publication::Opts::parse(rest)?)
         }
         ["check-firmware"] => {
             let steps = ci::firmware_steps();
@@ -175,8 +167,9 @@ fn run() -> Result<()> {
         ["loop", rest @ ..] => loop_cmd::run(&root, &loop_cmd::LoopOpts::parse(rest)?),
         [] | ["help" | "-h" | "--help"] => {
             println!(
-                "{USAGE}\n\nthe off-policy loop benchmark:\n{}\n\nthe sim-to-real benchmark:\n{}\n\nfuzzing:\n{}",
+                "{USAGE}\n\nthe off-policy loop benchmarks:\n{}\n{}\n\nthe sim-to-real benchmark:\n{}\n\nfuzzing:\n{}",
                 loop_cmd::USAGE,
+                publication::USAGE,
                 bench_robust::USAGE,
                 fuzz::USAGE
             );

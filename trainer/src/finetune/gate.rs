@@ -12,6 +12,16 @@
 //! logged return of the same episodes. The candidate's `log π` are the
 //! runtime's, from the int8 blob that would be published, so the estimate
 //! is of the policy the board would run. WPDIS is reported beside it.
+//!
+//! Two tests ([`GateTest`]): `unpaired` compares the lower bound of the
+//! estimate `V̂_WDR(π)` with the logged return `Ĝ_μ = (1/n) Σ_i G_i`
+//! taken as known; `paired` bootstraps the gain `V̂_WDR(π) − Ĝ_μ` on the
+//! same resamples ([`crate::ope::gain`]) and accepts when its lower bound
+//! is above 0. Both quantities are estimated from the same episodes, and
+//! most of their variance is the episodes' (an episode's initial state
+//! decides much of its return, under any policy), so the
+//! difference has a much smaller variance than either, and the paired test
+//! also accounts for `Ĝ_μ`'s own error, which the unpaired one ignores.
 
 use anyhow::Result;
 use ndarray::Array2;
@@ -21,7 +31,9 @@ use crate::finetune::ImportCtx;
 use crate::logs::DecodedLog;
 use crate::mlp::Cache;
 use crate::model::ActorCritic;
-use crate::ope::{bootstrap, ess_fraction, wpdis, Episode, Estimator};
+use crate::ope::{
+    bootstrap, bootstrap_by, ess_fraction, gain, kl_behaviour, wpdis, Episode, Estimator,
+};
 use crate::registry::RegisteredPlant;
 
 /// When `finetune` publishes its candidate (`--accept`).
@@ -33,6 +45,33 @@ pub enum Accept {
     Improvement,
     /// Always (the estimates are still computed and reported).
     Always,
+}
+
+/// What the gate's confidence bound is of (`--gate-test`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum GateTest {
+    /// The gain `V̂_WDR(π) − Ĝ_μ` bootstrapped on the same resamples: accept
+    /// when its lower bound is above 0.
+    Paired,
+    /// The estimate `V̂_WDR(π)` alone: accept when its lower bound is above
+    /// the logged return `Ĝ_μ`, taken as known.
+    Unpaired,
+}
+
+/// How the gate judges a candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateOpts {
+    /// `--accept`.
+    pub accept: Accept,
+    /// `--gate-test`.
+    pub test: GateTest,
+    /// One-sided confidence of the lower bounds.
+    pub confidence: f64,
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Seed of the resamples.
+    pub seed: u64,
 }
 
 /// The complete logged episodes, kept from the import for the gate.
@@ -76,9 +115,28 @@ pub struct Decision {
     pub ess: f64,
     /// The least `ess` the gate accepts (`--min-ess`; 0 with `always`).
     pub min_ess: f64,
+    /// The test that decided.
+    pub test: GateTest,
+    /// The estimated gain `estimate − behaviour_return`.
+    pub gain: f64,
+    /// The paired lower confidence bound of the gain.
+    pub gain_lower: f64,
+    /// The paired upper confidence bound of the gain.
+    pub gain_upper: f64,
+    /// k3 estimate of the per-step `KL(μ‖π)` over the logged steps.
+    pub kl_mu: f64,
 }
 
 impl Decision {
+    /// The lower bound beats the behaviour by the decision's test (what
+    /// `--accept always` overrides).
+    pub fn beats(&self) -> bool {
+        match self.test {
+            GateTest::Paired => self.gain_lower > 0.0,
+            GateTest::Unpaired => self.lower > self.behaviour_return,
+        }
+    }
+
     /// Why, in one sentence with the numbers.
     pub fn reason(&self) -> String {
         if self.episodes == 0 {
@@ -92,6 +150,28 @@ impl Decision {
                  importance weights is {:.3} of the {} episodes, below --min-ess {} \
                  (estimated return {:.1}, behaviour's logged return {:.1})",
                 self.ess, self.episodes, self.min_ess, self.estimate, self.behaviour_return
+            );
+        }
+        if self.test == GateTest::Paired {
+            let cmp = if self.gain_lower > 0.0 {
+                "is above"
+            } else {
+                "is not above"
+            };
+            return format!(
+                "the candidate's estimated gain over the behaviour's logged return {:.1} is \
+                 {:+.1} (WDR {:.1}; paired {:.0}% lower bound {:+.1}, upper {:+.1}; WPDIS {:.1}; \
+                 ESS {:.3}, KL(μ‖π) {:.5} per step): the lower bound {cmp} 0 over {} episodes",
+                self.behaviour_return,
+                self.gain,
+                self.estimate,
+                100.0 * self.confidence,
+                self.gain_lower,
+                self.gain_upper,
+                self.wpdis,
+                self.ess,
+                self.kl_mu,
+                self.episodes
             );
         }
         let cmp = if self.lower > self.behaviour_return {
@@ -148,21 +228,15 @@ impl Gate {
         self.episodes.is_empty()
     }
 
-    /// Estimates the candidate (`blob`, its int8 export, and `model`, whose
-    /// critic is the control variate, in reward units through
-    /// `reward_std`) and decides.
-    #[allow(clippy::too_many_arguments)]
-    pub fn decide(
+    /// The logged episodes as the estimators see them for the candidate
+    /// `blob`: the runtime's `log π − log μ` per step and, with `critic`
+    /// (a model and the reward scale), `V̂(x_t)` in reward units.
+    fn episodes(
         &self,
         plant: &RegisteredPlant,
         blob: &[u8],
-        model: &ActorCritic,
-        reward_std: f64,
-        accept: Accept,
-        confidence: f64,
-        resamples: usize,
-        seed: u64,
-    ) -> Result<Decision> {
+        critic: Option<(&ActorCritic, f64)>,
+    ) -> Result<Vec<Episode>> {
         let mut eps = Vec::with_capacity(self.episodes.len());
         let mut cache = Cache::default();
         for e in &self.episodes {
@@ -174,10 +248,16 @@ impl Gate {
                 .collect();
             let lp = plant.log_probs(blob, &items)?;
             let t = e.rewards.len();
-            let x = Array2::from_shape_vec((t, model.obs_dim()), e.critic_obs.clone())?;
-            let v = model
-                .critic
-                .forward(model.critic_params(), x.view(), &mut cache);
+            let values = match critic {
+                Some((model, reward_std)) => {
+                    let x = Array2::from_shape_vec((t, model.obs_dim()), e.critic_obs.clone())?;
+                    let v = model
+                        .critic
+                        .forward(model.critic_params(), x.view(), &mut cache);
+                    v.column(0).iter().map(|&v| v as f64 * reward_std).collect()
+                }
+                None => Vec::new(),
+            };
             // A step the runtime refuses has weight 0 (ratio e^−∞).
             let log_ratio = lp
                 .iter()
@@ -187,9 +267,33 @@ impl Gate {
             eps.push(Episode {
                 rewards: e.rewards.clone(),
                 log_ratio,
-                values: v.column(0).iter().map(|&v| v as f64 * reward_std).collect(),
+                values,
             });
         }
+        Ok(eps)
+    }
+
+    /// How far the candidate `blob` is from the logs' policy: the k3
+    /// estimate of the per-step `KL(μ‖π)` ([`kl_behaviour`]) and the ESS
+    /// fraction of the whole-episode weights ([`ess_fraction`]), without
+    /// the bootstrap (cheap: one pass of the runtime over the logged steps).
+    pub fn divergence(&self, plant: &RegisteredPlant, blob: &[u8]) -> Result<(f64, f64)> {
+        let eps = self.episodes(plant, blob, None)?;
+        Ok((kl_behaviour(&eps), ess_fraction(&eps)))
+    }
+
+    /// Estimates the candidate (`blob`, its int8 export, and `model`, whose
+    /// critic is the control variate, in reward units through
+    /// `reward_std`) and decides.
+    pub fn decide(
+        &self,
+        plant: &RegisteredPlant,
+        blob: &[u8],
+        model: &ActorCritic,
+        reward_std: f64,
+        o: &GateOpts,
+    ) -> Result<Decision> {
+        let eps = self.episodes(plant, blob, Some((model, reward_std)))?;
         let n = eps.len();
         let behaviour_return = if n == 0 {
             f64::NAN
@@ -200,20 +304,27 @@ impl Gate {
                 .sum::<f64>()
                 / n as f64
         };
-        let alpha = 1.0 - confidence;
-        let ci = bootstrap(&eps, 1.0, Estimator::Wdr, resamples, alpha, seed);
-        let beats = ci.lower > behaviour_return;
-        Ok(Decision {
-            accepted: accept == Accept::Always || beats,
+        let alpha = 1.0 - o.confidence;
+        let ci = bootstrap(&eps, 1.0, Estimator::Wdr, o.resamples, alpha, o.seed);
+        let g = bootstrap_by(&eps, o.resamples, alpha, o.seed, |p| gain(p, 1.0));
+        let mut d = Decision {
+            accepted: false,
             episodes: n,
             behaviour_return,
             estimate: ci.estimate,
             lower: ci.lower,
             upper: ci.upper,
             wpdis: wpdis(&eps, 1.0),
-            confidence,
+            confidence: o.confidence,
             ess: ess_fraction(&eps),
             min_ess: 0.0,
-        })
+            test: o.test,
+            gain: g.estimate,
+            gain_lower: g.lower,
+            gain_upper: g.upper,
+            kl_mu: kl_behaviour(&eps),
+        };
+        d.accepted = o.accept == Accept::Always || d.beats();
+        Ok(d)
     }
 }
