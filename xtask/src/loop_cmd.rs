@@ -7,7 +7,9 @@
 //!    version 1, int8 `policy.bin`; `tinyppo eval` it (100 episodes).
 //! 2. Collect device logs of version 1 (`tinyppo simulate`, stochastic,
 //!    `--log-episodes` episodes; the same bytes the firmware writes under
-//!    QEMU).
+//!    QEMU). With `--device qemu` every log is the firmware's own: built
+//!    with that version's blob, run under QEMU, its UART captured, and the
+//!    capture checked byte for byte against `tinyppo simulate`'s.
 //! 3. `tinyppo finetune` a copy of the run from the logs only, once per
 //!    correction (`none`, `single-ratio`, `per-decision`, `vtrace`), and
 //!    evaluate each export: the before/after table.
@@ -58,6 +60,20 @@ pub struct LoopOpts {
     pub finetune_args: Vec<String>,
     /// Output directory (default `<target>/loop`).
     pub out: Option<PathBuf>,
+    /// Where the logs come from: `tinyppo simulate`, or the firmware
+    /// under QEMU (`--device qemu`).
+    pub device: Device,
+}
+
+/// The "device" of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// `tinyppo simulate`: the bytes the firmware would send.
+    Simulate,
+    /// The QEMU firmware (`mps2-an386`) built with each version's blob,
+    /// its UART captured to the log file; each capture is also checked
+    /// byte for byte against `tinyppo simulate` of the same run.
+    Qemu,
 }
 
 impl Default for LoopOpts {
@@ -78,6 +94,7 @@ impl Default for LoopOpts {
                 .to_vec(),
             finetune_args: Vec::new(),
             out: None,
+            device: Device::Simulate,
         }
     }
 }
@@ -86,12 +103,15 @@ impl Default for LoopOpts {
 pub const USAGE: &str = "\
   loop [--seeds N] [--env NAME] [--train-steps N] [--log-episodes N]
        [--eval-episodes N] [--rounds N] [--round-iterations K]
-       [--correction C]... [--out DIR] [-- FINETUNE-ARGS...]
+       [--correction C]... [--out DIR] [--device simulate|qemu]
+       [-- FINETUNE-ARGS...]
                 train part way, collect device logs, fine-tune from them
                 with each correction (before/after table), then rounds of
                 finetune → device → logs and a fine-tune from 3-version-old
                 logs (defaults: pendulum, 5 seeds, 16k steps, 100 episodes,
-                3 rounds of 1 iteration)";
+                3 rounds of 1 iteration); --device qemu takes every log
+                from the firmware under QEMU (UART capture) instead of
+                `tinyppo simulate`, and checks each equals simulate's";
 
 impl LoopOpts {
     /// Parses the arguments after `loop`; everything after `--` goes to
@@ -120,6 +140,13 @@ impl LoopOpts {
                 }
                 "--correction" => corrections.push(val(a)?),
                 "--out" => o.out = Some(PathBuf::from(val(a)?)),
+                "--device" => {
+                    o.device = match val(a)?.as_str() {
+                        "simulate" => Device::Simulate,
+                        "qemu" => Device::Qemu,
+                        other => bail!("--device: `simulate` or `qemu`, not `{other}`"),
+                    }
+                }
                 "--" => {
                     o.finetune_args = it.by_ref().map(|s| s.to_string()).collect();
                 }
@@ -151,6 +178,10 @@ fn target_dir(root: &Path) -> PathBuf {
 struct Tool {
     bin: PathBuf,
     log: Vec<String>,
+    /// With `--device qemu`: the workspace root and the thumb toolchain,
+    /// and the bytes captured so far.
+    qemu: Option<(PathBuf, crate::toolchain::Toolchain)>,
+    captures: (usize, u64),
 }
 
 impl Tool {
@@ -190,7 +221,48 @@ impl Tool {
             .context("eval JSON has no mean_return")
     }
 
+    /// The device logs of `policy`: `tinyppo simulate`, or with `--device
+    /// qemu` the firmware's UART under QEMU, checked against simulate's.
     fn simulate(&mut self, policy: &Path, o: &LoopOpts, seed: u64, out: &Path) -> Result<()> {
+        let Some((root, tc)) = &self.qemu else {
+            return self.simulate_host(policy, o, seed, out);
+        };
+        let b = crate::firmware::Build {
+            policy: Some(policy.to_path_buf()),
+            episodes: o.log_episodes,
+            seed,
+            ..crate::firmware::Build::default()
+        };
+        let built = crate::firmware::build(root, tc, &b)?;
+        self.log.push(format!(
+            "cargo xtask qemu --policy {} --episodes {} --seed {seed} --out {}",
+            p(policy),
+            o.log_episodes,
+            p(out)
+        ));
+        crate::qemu::run(&crate::qemu::Run {
+            elf: built.elf,
+            serial: Some(out.to_path_buf()),
+            icount: false,
+            timeout: std::time::Duration::from_secs(600),
+        })?;
+        let host = out.with_extension("simulate.bin");
+        self.simulate_host(policy, o, seed, &host)?;
+        let (dev, sim) = (std::fs::read(out)?, std::fs::read(&host)?);
+        if let Some(at) = crate::qemu::first_difference(&dev, &sim) {
+            bail!(
+                "the QEMU capture {} ({} bytes) differs from tinyppo simulate's ({} bytes) at byte {at}",
+                out.display(),
+                dev.len(),
+                sim.len()
+            );
+        }
+        self.captures.0 += 1;
+        self.captures.1 += dev.len() as u64;
+        Ok(())
+    }
+
+    fn simulate_host(&mut self, policy: &Path, o: &LoopOpts, seed: u64, out: &Path) -> Result<()> {
         self.run(&args(&[
             "simulate",
             "--policy",
@@ -322,9 +394,21 @@ pub fn run(root: &Path, o: &LoopOpts) -> Result<()> {
     if !status.success() {
         bail!("cargo build --release -p tinyppo-trainer failed");
     }
+    let qemu = match o.device {
+        Device::Simulate => None,
+        Device::Qemu => {
+            crate::qemu::check_installed()?;
+            Some((
+                root.to_path_buf(),
+                crate::toolchain::Toolchain::detect(root)?,
+            ))
+        }
+    };
     let mut tool = Tool {
         bin: target_dir(root).join("release").join("tinyppo"),
         log: Vec::new(),
+        qemu,
+        captures: (0, 0),
     };
     let base = o
         .out
@@ -509,6 +593,13 @@ pub fn run(root: &Path, o: &LoopOpts) -> Result<()> {
         );
     }
     println!("no fine-tune produced a non-finite loss, gradient, weight or metric");
+    if o.device == Device::Qemu {
+        println!(
+            "device: the QEMU firmware (mps2-an386), {} UART captures, {} bytes, each equal to \
+             tinyppo simulate's byte for byte",
+            tool.captures.0, tool.captures.1
+        );
+    }
     println!("commands: {}", commands.display());
     Ok(())
 }
