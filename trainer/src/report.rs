@@ -13,6 +13,26 @@ use crate::checkpoint::write_atomic;
 /// compiled in so plots render the same on every machine without system fonts.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
+/// Renders a `size` PNG on a white canvas through `draw` and puts it at
+/// `path` atomically (a temporary file, then a rename): every plot here.
+fn render_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()
+            .with_context(|| format!("rendering {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -59,11 +79,7 @@ pub fn line_plot(
     y_label: &str,
     series: &[Series],
 ) -> Result<()> {
-    register_font();
-    let tmp = path.with_extension("tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (900, 540)).into_drawing_area();
-        root.fill(&WHITE)?;
+    render_png(path, (900, 540), |root| {
         let pts = series
             .iter()
             .flat_map(|s| s.points.iter())
@@ -79,7 +95,7 @@ pub fn line_plot(
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
         }
         let pad = ((y1 - y0) * 0.05).max(1e-6);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 24))
             .margin(12)
             .x_label_area_size(40)
@@ -107,11 +123,8 @@ pub fn line_plot(
                 .border_style(BLACK)
                 .draw()?;
         }
-        root.present()
-            .with_context(|| format!("rendering {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The learning curve of one run: mean return of the last 100 episodes
@@ -203,12 +216,8 @@ const COLORS: [RGBColor; 6] = [
 /// Panels side by side, each with one median line and shaded min–max band
 /// per group, as PNG (written atomically).
 pub fn band_plot(path: &Path, x_label: &str, y_label: &str, panels: &[Panel]) -> Result<()> {
-    register_font();
-    let tmp = path.with_extension("tmp.png");
-    {
-        let width = 620 * panels.len().max(1) as u32;
-        let root = BitMapBackend::new(&tmp, (width, 480)).into_drawing_area();
-        root.fill(&WHITE)?;
+    let width = 620 * panels.len().max(1) as u32;
+    render_png(path, (width, 480), |root| {
         let areas = root.split_evenly((1, panels.len().max(1)));
         // One colour per label across panels.
         let mut labels: Vec<&str> = Vec::new();
@@ -272,11 +281,8 @@ pub fn band_plot(path: &Path, x_label: &str, y_label: &str, panels: &[Panel]) ->
                 .border_style(BLACK)
                 .draw()?;
         }
-        root.present()
-            .with_context(|| format!("rendering {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One bar of [`log_bar_chart`].
@@ -294,22 +300,19 @@ pub struct Bar {
 /// temporary file and renamed (as [`line_plot`]).
 pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) -> Result<()> {
     register_font();
-    let tmp = path.with_extension("tmp.png");
-    {
-        let n = bars.len().max(1);
-        let height = (110 + 42 * n as u32).max(300);
-        // Room for the longest label (measured with the label font).
-        let label_font = ("sans-serif", 15).into_font();
-        let mut label_w = 0u32;
-        for b in bars {
-            let (w, _) = label_font
-                .box_size(&b.label)
-                .map_err(|e| anyhow::anyhow!("measuring label {:?}: {e:?}", b.label))?;
-            label_w = label_w.max(w);
-        }
-        let label_w = label_w + 24;
-        let root = BitMapBackend::new(&tmp, (760 + label_w, height)).into_drawing_area();
-        root.fill(&WHITE)?;
+    let n = bars.len().max(1);
+    let height = (110 + 42 * n as u32).max(300);
+    // Room for the longest label (measured with the label font).
+    let label_font = ("sans-serif", 15).into_font();
+    let mut label_w = 0u32;
+    for b in bars {
+        let (w, _) = label_font
+            .box_size(&b.label)
+            .map_err(|e| anyhow::anyhow!("measuring label {:?}: {e:?}", b.label))?;
+        label_w = label_w.max(w);
+    }
+    let label_w = label_w + 24;
+    render_png(path, (760 + label_w, height), |root| {
         let (mut lo, mut hi) = (f64::MAX, f64::MIN);
         for b in bars.iter().filter(|b| b.value.is_finite() && b.value > 0.0) {
             lo = lo.min(b.value);
@@ -327,7 +330,7 @@ pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) 
                 .and_then(|k| bars.get(k))
                 .map_or(String::new(), |b| b.label.clone())
         };
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(14)
             .x_label_area_size(45)
@@ -368,15 +371,12 @@ pub fn log_bar_chart(path: &Path, title: &str, value_label: &str, bars: &[Bar]) 
                 (b.value, SegmentValue::CenterOf(i)),
                 ("sans-serif", 14)
                     .into_font()
-                    .into_text_style(&root)
+                    .into_text_style(root)
                     .pos(Pos::new(HPos::Left, VPos::Center)),
             )))?;
         }
-        root.present()
-            .with_context(|| format!("rendering {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One line of an [`xy_panels`] panel: a middle value with a shaded band
@@ -405,12 +405,8 @@ pub struct XyPanel {
 /// min–max band), as PNG written atomically. One colour per label across
 /// panels.
 pub fn xy_panels(path: &Path, panels: &[XyPanel]) -> Result<()> {
-    register_font();
-    let tmp = path.with_extension("tmp.png");
-    {
-        let width = 560 * panels.len().max(1) as u32;
-        let root = BitMapBackend::new(&tmp, (width, 460)).into_drawing_area();
-        root.fill(&WHITE)?;
+    let width = 560 * panels.len().max(1) as u32;
+    render_png(path, (width, 460), |root| {
         let areas = root.split_evenly((1, panels.len().max(1)));
         let mut labels: Vec<&str> = Vec::new();
         for l in panels.iter().flat_map(|p| &p.lines) {
@@ -486,11 +482,8 @@ pub fn xy_panels(path: &Path, panels: &[XyPanel]) -> Result<()> {
                 .border_style(BLACK)
                 .draw()?;
         }
-        root.present()
-            .with_context(|| format!("rendering {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A heat map of `values[i][j]` (row `i` of `y_ticks`, column `j` of
@@ -504,16 +497,11 @@ pub fn heat_map(
     values: &[Vec<f64>],
 ) -> Result<()> {
     use plotters::coord::ranged1d::SegmentValue;
-    register_font();
-    let tmp = path.with_extension("tmp.png");
-    {
-        let (nx, ny) = (x_ticks.len().max(1), y_ticks.len().max(1));
-        let root = BitMapBackend::new(&tmp, (160 + 90 * nx as u32, 140 + 60 * ny as u32))
-            .into_drawing_area();
-        root.fill(&WHITE)?;
+    let (nx, ny) = (x_ticks.len().max(1), y_ticks.len().max(1));
+    render_png(path, (160 + 90 * nx as u32, 140 + 60 * ny as u32), |root| {
         let finite = values.iter().flatten().copied().filter(|v| v.is_finite());
         let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(44)
@@ -556,11 +544,8 @@ pub fn heat_map(
                 )))?;
             }
         }
-        root.present()
-            .with_context(|| format!("rendering {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One candidate of a [`calibration_plot`]: the off-policy estimates of a
@@ -599,11 +584,7 @@ type Coords = (
 /// candidate right of the vertical is truly better; the gate accepts above
 /// the horizontal). Green: accepted; red: rejected. PNG written atomically.
 pub fn calibration_plot(path: &Path, points: &[CalibrationPoint]) -> Result<()> {
-    register_font();
-    let tmp = path.with_extension("tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (1200, 560)).into_drawing_area();
-        root.fill(&WHITE)?;
+    render_png(path, (1200, 560), |root| {
         let areas = root.split_evenly((1, 2));
         let panels: [Coords; 2] = [
             (
@@ -683,9 +664,6 @@ pub fn calibration_plot(path: &Path, points: &[CalibrationPoint]) -> Result<()> 
                 .border_style(BLACK)
                 .draw()?;
         }
-        root.present()
-            .with_context(|| format!("rendering {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
