@@ -382,39 +382,43 @@ impl Net {
     /// [`encode_int8`](Self::encode_int8) naming `plant`, with extension
     /// records.
     pub fn encode_int8_for(&self, plant: u8, extensions: &[tinyppo_runtime::Extension]) -> Vec<u8> {
-        let q = self.quantized();
-        let specs: Vec<LayerSpec> = self
-            .layers
-            .iter()
-            .zip(&q)
-            .map(|(l, q)| LayerSpec {
-                weights: WeightsSpec::Int8 {
-                    q: &q.q,
-                    scales: &q.s,
-                },
-                bias: &l.b,
-            })
-            .collect();
-        self.encode_spec(&specs, plant, extensions)
+        self.encode_quantized(false, plant, extensions)
     }
 
     /// The same int8 weights as [`encode_int8`](Self::encode_int8), written
     /// as `Int8x4` (interleaved, aligned layers where the shape allows).
     pub fn encode_int8x4(&self) -> Vec<u8> {
+        self.encode_quantized(true, tinyppo_runtime::plants::code::UNSPECIFIED, &[])
+    }
+
+    /// The [`quantize`]d weights as `Int8` or (`x4`) `Int8x4`.
+    fn encode_quantized(
+        &self,
+        x4: bool,
+        plant: u8,
+        extensions: &[tinyppo_runtime::Extension],
+    ) -> Vec<u8> {
         let q = self.quantized();
         let specs: Vec<LayerSpec> = self
             .layers
             .iter()
             .zip(&q)
             .map(|(l, q)| LayerSpec {
-                weights: WeightsSpec::Int8x4 {
-                    q: &q.q,
-                    scales: &q.s,
+                weights: if x4 {
+                    WeightsSpec::Int8x4 {
+                        q: &q.q,
+                        scales: &q.s,
+                    }
+                } else {
+                    WeightsSpec::Int8 {
+                        q: &q.q,
+                        scales: &q.s,
+                    }
                 },
                 bias: &l.b,
             })
             .collect();
-        self.encode_with(&specs)
+        self.encode_spec(&specs, plant, extensions)
     }
 
     fn raw_common(&self, encoding: u8, layers: Vec<RawLayer>) -> RawPayload {
