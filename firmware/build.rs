@@ -166,53 +166,13 @@ mod bench_blobs {
     pub fn write_x4_policy(path: &Path, out: &Path) {
         let bytes = std::fs::read(path).expect("the policy blob was checked");
         let b = tinyppo_runtime::Blob::parse(&bytes).expect("the policy blob was checked");
-        let f = |v: &[u8]| format::f32s(v).collect::<Vec<f32>>();
-        let layers: Vec<_> = b.layers().collect();
-        let owned: Vec<(Vec<i8>, Vec<f32>, Vec<f32>)> = layers
-            .iter()
-            .map(|l| {
-                let q = (0..l.rows)
-                    .flat_map(|r| (0..l.cols).map(move |c| l.q(r, c)))
-                    .collect();
-                (q, f(l.scales), f(l.bias))
-            })
-            .collect();
-        let specs: Vec<LayerSpec> = owned
-            .iter()
-            .map(|(q, s, bias)| LayerSpec {
-                weights: WeightsSpec::Int8x4 { q, scales: s },
-                bias,
-            })
-            .collect();
-        let (mean, inv_std, low, high, log_std) = (
-            f(b.obs_mean),
-            f(b.obs_inv_std),
-            f(b.action_low),
-            f(b.action_high),
-            f(b.log_std),
-        );
-        let safe: Vec<f32> = b.safe_action().collect();
-        let exts: Vec<_> = b.extensions().collect();
-        let spec = BlobSpec {
-            obs_dim: b.obs_dim,
-            act_dim: b.act_dim,
-            hidden: b.hidden(),
-            activation: b.activation,
-            obs_mean: &mean,
-            obs_inv_std: &inv_std,
-            obs_clip: b.obs_clip,
-            action_low: &low,
-            action_high: &high,
-            log_std: &log_std,
-            layers: &specs,
-            plant: b.plant,
-            safe_action: &safe,
-            extensions: &exts,
-        };
         let rs = if b.encoding.is_int8() {
-            let mut buf = vec![0u8; format::max_encoded_len(&spec)];
-            let n = format::encode(&spec, &mut buf).expect("the policy re-encodes");
-            super::write_if_changed(&out.join("bench-policy-x4.bin"), &buf[..n]);
+            let safe: Vec<f32> = b.safe_action().collect();
+            let exts: Vec<_> = b.extensions().collect();
+            let x4 = format::owned::OwnedBlob::of(&b)
+                .encode(tinyppo_runtime::Encoding::Int8x4, b.plant, &safe, &exts)
+                .expect("the policy re-encodes");
+            super::write_if_changed(&out.join("bench-policy-x4.bin"), &x4);
             aligned_static("POLICY_X4", "bench-policy-x4.bin")
         } else {
             "pub static POLICY_X4: &[u8] = &[];".to_owned()

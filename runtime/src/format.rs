@@ -1149,3 +1149,156 @@ fn interleaved_pads(
     }
     want
 }
+
+/// A parsed blob copied into owned arrays (feature `alloc`, host tools
+/// only), to write it again: for another plant, or int8 weights in the
+/// other layout ([`Encoding::Int8`] ⇄ [`Encoding::Int8x4`]). The weights
+/// are kept row-major whatever the blob's layout ([`Layer::q`]), so the
+/// re-encoded blob acts exactly like the original.
+#[cfg(feature = "alloc")]
+pub mod owned {
+    use alloc::vec::Vec;
+
+    use super::{encode, f32s, max_encoded_len, Blob, BlobSpec, EncodeError, Encoding};
+    use super::{Activation, Extension, LayerSpec, WeightsSpec, MAX_HIDDEN_LAYERS};
+
+    /// One layer: f32 weights, or int8 `q` and scales; row-major.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct OwnedLayer {
+        /// f32 weights (empty for int8).
+        pub w: Vec<f32>,
+        /// int8 weights (empty for f32).
+        pub q: Vec<i8>,
+        /// int8 per-row scales (empty for f32).
+        pub scales: Vec<f32>,
+        /// Biases.
+        pub bias: Vec<f32>,
+    }
+
+    /// Everything of a blob but its plant, safe action and records.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct OwnedBlob {
+        /// The blob's encoding.
+        pub encoding: Encoding,
+        /// Observation and action dimensions.
+        pub obs_dim: usize,
+        /// Action dimension.
+        pub act_dim: usize,
+        hidden: [usize; MAX_HIDDEN_LAYERS],
+        n_hidden: usize,
+        /// Hidden-layer nonlinearity.
+        pub activation: Activation,
+        /// Observation normalization.
+        pub obs_mean: Vec<f32>,
+        /// Observation inverse standard deviations.
+        pub obs_inv_std: Vec<f32>,
+        /// Normalized-observation clip range.
+        pub obs_clip: f32,
+        /// Action bounds.
+        pub action_low: Vec<f32>,
+        /// Upper action bounds.
+        pub action_high: Vec<f32>,
+        /// Log standard deviations.
+        pub log_std: Vec<f32>,
+        /// The layers, first hidden to output.
+        pub layers: Vec<OwnedLayer>,
+    }
+
+    impl OwnedBlob {
+        /// Copies `b`.
+        pub fn of(b: &Blob<'_>) -> OwnedBlob {
+            let f = |v: &[u8]| f32s(v).collect::<Vec<f32>>();
+            let layers = b
+                .layers()
+                .map(|l| match b.encoding {
+                    Encoding::F32 => OwnedLayer {
+                        w: f(l.weights),
+                        q: Vec::new(),
+                        scales: Vec::new(),
+                        bias: f(l.bias),
+                    },
+                    Encoding::Int8 | Encoding::Int8x4 => OwnedLayer {
+                        w: Vec::new(),
+                        q: (0..l.rows)
+                            .flat_map(|r| (0..l.cols).map(move |c| l.q(r, c)))
+                            .collect(),
+                        scales: f(l.scales),
+                        bias: f(l.bias),
+                    },
+                })
+                .collect();
+            let mut hidden = [0; MAX_HIDDEN_LAYERS];
+            hidden[..b.hidden().len()].copy_from_slice(b.hidden());
+            OwnedBlob {
+                encoding: b.encoding,
+                obs_dim: b.obs_dim,
+                act_dim: b.act_dim,
+                hidden,
+                n_hidden: b.hidden().len(),
+                activation: b.activation,
+                obs_mean: f(b.obs_mean),
+                obs_inv_std: f(b.obs_inv_std),
+                obs_clip: b.obs_clip,
+                action_low: f(b.action_low),
+                action_high: f(b.action_high),
+                log_std: f(b.log_std),
+                layers,
+            }
+        }
+
+        /// The policy as a v2 blob in `encoding` (the blob's own, or the
+        /// other int8 layout), naming `plant` with its `safe_action` and
+        /// carrying `extensions`. An f32 policy asked as int8, or an int8
+        /// one as f32, is [`EncodeError::MixedEncoding`] (that would need
+        /// quantizing, or lose nothing but gain nothing).
+        pub fn encode(
+            &self,
+            encoding: Encoding,
+            plant: u8,
+            safe_action: &[f32],
+            extensions: &[Extension<'_>],
+        ) -> Result<Vec<u8>, EncodeError> {
+            if (encoding == Encoding::F32) != (self.encoding == Encoding::F32) {
+                return Err(EncodeError::MixedEncoding);
+            }
+            let layers: Vec<LayerSpec> = self
+                .layers
+                .iter()
+                .map(|l| LayerSpec {
+                    weights: match encoding {
+                        Encoding::F32 => WeightsSpec::F32(&l.w),
+                        Encoding::Int8 => WeightsSpec::Int8 {
+                            q: &l.q,
+                            scales: &l.scales,
+                        },
+                        Encoding::Int8x4 => WeightsSpec::Int8x4 {
+                            q: &l.q,
+                            scales: &l.scales,
+                        },
+                    },
+                    bias: &l.bias,
+                })
+                .collect();
+            let spec = BlobSpec {
+                obs_dim: self.obs_dim,
+                act_dim: self.act_dim,
+                hidden: &self.hidden[..self.n_hidden],
+                activation: self.activation,
+                obs_mean: &self.obs_mean,
+                obs_inv_std: &self.obs_inv_std,
+                obs_clip: self.obs_clip,
+                action_low: &self.action_low,
+                action_high: &self.action_high,
+                log_std: &self.log_std,
+                layers: &layers,
+                plant,
+                safe_action,
+                extensions,
+            };
+            let mut buf = alloc::vec![0u8; max_encoded_len(&spec)];
+            let n = encode(&spec, &mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        }
+    }
+}

@@ -60,6 +60,9 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod control;
 pub mod driver;
 pub mod error;

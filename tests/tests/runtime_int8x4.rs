@@ -240,3 +240,38 @@ fn golden_int8x4_layer_bytes() {
     assert_eq!((l0.q(2, 5), l0.q(3, 7)), (22, 32));
     assert_eq!(b.len, n);
 }
+
+/// `format::owned` re-encodes an int8 blob in the other layout, byte for
+/// byte what encoding it that way directly gives, and back; it refuses to
+/// turn f32 weights into int8 or back.
+#[test]
+fn an_owned_copy_reencodes_either_int8_layout_exactly() {
+    use tinyppo_runtime::format::owned::OwnedBlob;
+    use tinyppo_runtime::EncodeError;
+    let mut t = TestRng::new(12);
+    let net = Net::random(&mut t, 16, 4, &[64, 24], Activation::Tanh, (-1.0, 0.0));
+    let (row_major, x4) = (net.encode_int8(), net.encode_int8x4());
+    let owned = OwnedBlob::of(&Blob::parse(&row_major).unwrap());
+    let b = Blob::parse(&row_major).unwrap();
+    let safe: Vec<f32> = b.safe_action().collect();
+    assert_eq!(
+        owned.encode(Encoding::Int8x4, b.plant, &safe, &[]).unwrap(),
+        x4
+    );
+    let back = OwnedBlob::of(&Blob::parse(&x4).unwrap());
+    assert_eq!(back.encoding, Encoding::Int8x4);
+    assert_eq!((&back.layers, &back.obs_mean), (&owned.layers, &owned.obs_mean));
+    assert_eq!(
+        back.encode(Encoding::Int8, b.plant, &safe, &[]).unwrap(),
+        row_major
+    );
+    assert_eq!(
+        owned.encode(Encoding::F32, b.plant, &safe, &[]),
+        Err(EncodeError::MixedEncoding)
+    );
+    let f32_blob = OwnedBlob::of(&Blob::parse(&net.encode_f32()).unwrap());
+    assert_eq!(
+        f32_blob.encode(Encoding::Int8x4, b.plant, &safe, &[]),
+        Err(EncodeError::MixedEncoding)
+    );
+}

@@ -251,61 +251,12 @@ pub fn reencode_blob(blob: &[u8], plant: &RegisteredPlant) -> Result<Vec<u8>> {
     let b = tinyppo_runtime::Blob::parse(blob)
         .map_err(|e| anyhow::anyhow!("invalid policy blob: {e}"))?;
     plant.check_blob(blob, "the blob", false)?;
-    let f = |v: &[u8]| format::f32s(v).collect::<Vec<f32>>();
-    let layers: Vec<_> = b.layers().collect();
-    // (f32 weights, int8 weights, int8 scales, bias) of each layer.
-    type Owned = (Vec<f32>, Vec<i8>, Vec<f32>, Vec<f32>);
-    let owned: Vec<Owned> = layers
-        .iter()
-        .map(|l| match b.encoding {
-            tinyppo_runtime::Encoding::F32 => (f(l.weights), vec![], vec![], f(l.bias)),
-            // Row-major, whatever the layout in the blob.
-            tinyppo_runtime::Encoding::Int8 | tinyppo_runtime::Encoding::Int8x4 => (
-                vec![],
-                (0..l.rows)
-                    .flat_map(|r| (0..l.cols).map(move |c| l.q(r, c)))
-                    .collect(),
-                f(l.scales),
-                f(l.bias),
-            ),
-        })
-        .collect();
-    let specs: Vec<LayerSpec> = owned
-        .iter()
-        .map(|(w, q, s, bias)| LayerSpec {
-            weights: match b.encoding {
-                tinyppo_runtime::Encoding::F32 => WeightsSpec::F32(w),
-                tinyppo_runtime::Encoding::Int8 => WeightsSpec::Int8 { q, scales: s },
-                tinyppo_runtime::Encoding::Int8x4 => WeightsSpec::Int8x4 { q, scales: s },
-            },
-            bias,
-        })
-        .collect();
-    let (mean, inv_std, low, high, log_std) = (
-        f(b.obs_mean),
-        f(b.obs_inv_std),
-        f(b.action_low),
-        f(b.action_high),
-        f(b.log_std),
-    );
-    let spec = BlobSpec {
-        obs_dim: b.obs_dim,
-        act_dim: b.act_dim,
-        hidden: b.hidden(),
-        activation: b.activation,
-        obs_mean: &mean,
-        obs_inv_std: &inv_std,
-        obs_clip: b.obs_clip,
-        action_low: &low,
-        action_high: &high,
-        log_std: &log_std,
-        layers: &specs,
-        plant: plant.code(),
-        safe_action: plant.safe_action(),
-        // The records the blob had (realism, records of newer versions).
-        extensions: &b.extensions().collect::<Vec<_>>(),
-    };
-    encode_spec(&spec)
+    // The records the blob had (realism, records of newer versions).
+    let extensions: Vec<_> = b.extensions().collect();
+    format::owned::OwnedBlob::of(&b)
+        .encode(b.encoding, plant.code(), plant.safe_action(), &extensions)
+        .map_err(anyhow::Error::msg)
+        .context("encoding the policy blob")
 }
 
 /// File name of the policy index in a run directory.
