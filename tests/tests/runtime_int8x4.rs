@@ -260,7 +260,10 @@ fn an_owned_copy_reencodes_either_int8_layout_exactly() {
     );
     let back = OwnedBlob::of(&Blob::parse(&x4).unwrap());
     assert_eq!(back.encoding, Encoding::Int8x4);
-    assert_eq!((&back.layers, &back.obs_mean), (&owned.layers, &owned.obs_mean));
+    assert_eq!(
+        (&back.layers, &back.obs_mean),
+        (&owned.layers, &owned.obs_mean)
+    );
     assert_eq!(
         back.encode(Encoding::Int8, b.plant, &safe, &[]).unwrap(),
         row_major
